@@ -1,0 +1,21 @@
+package registry
+
+import "errors"
+
+// ErrNotFound is returned (wrapped) when a key (inode, entry, part, xattr)
+// does not exist. Badger's ErrKeyNotFound never leaves this package.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when creating something whose key is taken.
+var ErrExists = errors.New("already exists")
+
+// ErrTooBig is returned when a transaction grew past Badger's limit; the
+// caller splits the work into several transactions.
+var ErrTooBig = errors.New("transaction too big")
+
+// ErrConflict is returned by Update when a transaction still conflicted
+// after the bounded number of retries.
+var ErrConflict = errors.New("transaction conflict")
+
+// ErrCorrupt is returned when a stored value cannot be decoded.
+var ErrCorrupt = errors.New("corrupt registry value")
