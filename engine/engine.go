@@ -21,6 +21,7 @@ type Config struct {
 	Workers     int    // flush/fetch goroutines
 	Memory      int64  // cap on all buffered and cached chunk data, bytes
 	ReadOnly    bool
+	Holder      string // written to the lock file, e.g. "mounted at /mnt/x"
 	Logger      *slog.Logger
 }
 
