@@ -1,10 +1,9 @@
 package engine
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/google/uuid"
+
+	"fmt"
 )
 
 // LockedError is returned (wrapped) by Open when another process holds the
@@ -24,25 +23,6 @@ func (e *LockedError) Error() string {
 
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
-// Resolve returns the inode at a slash-separated path from the root ("" and
-// "/" are the root). Symlinks are not followed.
-func (e *Engine) Resolve(ctx context.Context, path string) (*Attr, error) { return nil, errTODO }
-
-// ByID returns the inode whose file ID is id.
-func (e *Engine) ByID(ctx context.Context, id uuid.UUID) (*Attr, error) { return nil, errTODO }
-
-// MkdirAll makes the directory path and any missing parents, like
-// os.MkdirAll, and returns the directory's attributes.
-func (e *Engine) MkdirAll(ctx context.Context, path string, mode, uid, gid uint32) (*Attr, error) {
-	return nil, errTODO
-}
-
-// Walk calls fn for path and, if it is a directory, for everything below
-// it, depth first in name order. Paths are slash-separated from the root.
-func (e *Engine) Walk(ctx context.Context, path string, fn func(path string, a *Attr) error) error {
-	return errTODO
-}
-
 // PartInfo describes one slice of a file's chunk map, for `pfs ls --long`.
 type PartInfo struct {
 	Chunk       uint64 // chunk index
@@ -56,9 +36,6 @@ type PartInfo struct {
 	Compression string
 	Status      string
 }
-
-// FileParts lists the slices of a regular file in file order.
-func (e *Engine) FileParts(ctx context.Context, ino Ino) ([]PartInfo, error) { return nil, errTODO }
 
 // FsckOptions configures Fsck.
 type FsckOptions struct {
@@ -101,11 +78,4 @@ type FsckReport struct {
 	Bytes              int64 // plain bytes verified
 	Problems           []FsckProblem
 	Repaired           int // problems fixed by Repair
-}
-
-// Fsck verifies every part's MD5 through the worker pool and the
-// registries' consistency. With Repair it removes orphans and marks damaged
-// files, never deleting data that is still referenced.
-func (e *Engine) Fsck(ctx context.Context, opts FsckOptions) (*FsckReport, error) {
-	return nil, errTODO
 }

@@ -6,11 +6,34 @@
 //
 // The FUSE layer (package fs) and the offline CLI both sit on top of it;
 // it knows nothing of FUSE.
+//
+// # Write path
+//
+// A write lands in the file's dirty buffer for each chunk it touches (a
+// chunk-sized buffer from the memory cap plus the list of byte ranges
+// written). A buffer is flushed when the chunk is full, on Flush/Fsync/
+// Release, when the memory cap is reached, and after a few idle seconds.
+// Flushing stores only the written ranges as one new part and appends them
+// as slices to the chunk's map, so a 4 KiB write costs a 4 KiB part, not a
+// whole-chunk read-modify-write. Chunks with many slices are compacted in
+// the background into one part.
+//
+// # Lock order
+//
+// Engine.mu, then file.trunc, then file.mu. The memory cap is never acquired
+// with file.mu or Engine.mu held. Registry transactions are never run with
+// file.mu held.
 package engine
 
 import (
 	"context"
 	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pfs-project/pfs/chunkstore"
+	"github.com/pfs-project/pfs/registry"
 )
 
 // Config configures Open. Use DefaultConfig and change what you need.
@@ -25,18 +48,185 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
+// Timings of background work.
+const (
+	idleFlushAfter = 5 * time.Second // a dirty chunk untouched this long is flushed
+	idleTick       = time.Second
+	maxSlices      = 16 // a chunk with more slices is compacted
+)
+
 // Engine is an open store.
 type Engine struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	dir       string
+	lock      *os.File
+	format    Format
+	chunkSize int64
+	reg       *registry.Registry
+	cs        *chunkstore.Store
+	mem       *chunkstore.Memory
+	cache     *chunkCache
+	bufs      sync.Pool // chunk-sized []byte, memory accounted by the holder
+
+	bgCtx    context.Context // for flushes that outlive the call that started them
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // background goroutines: flushes, prefetches, compactions, idle flusher
+	stop     chan struct{}
+
+	mu     sync.Mutex // protects the following
+	files  map[Ino]*file
+	closed bool
 }
 
-// file is the shared state of one inode's open data.
-type file struct{}
+func (e *Engine) init() {
+	e.mem = chunkstore.NewMemory(e.cfg.Memory)
+	e.cache = newChunkCache(e)
+	e.mem.SetReclaim(e.reclaim)
+	cs := int(e.chunkSize)
+	e.bufs.New = func() any { b := make([]byte, cs); return &b }
+	e.files = make(map[Ino]*file)
+	e.stop = make(chan struct{})
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
+}
 
-// Open opens (creating if needed) the store in cfg.Dir and takes its lock.
-func Open(ctx context.Context, cfg Config) (*Engine, error) { return nil, errTODO }
+// getBuf takes a chunk-sized buffer and its bytes from the memory cap,
+// waiting while the cap is full.
+func (e *Engine) getBuf(ctx context.Context) ([]byte, error) {
+	if err := e.mem.Acquire(ctx, e.chunkSize); err != nil {
+		return nil, err
+	}
+	return *(e.bufs.Get().(*[]byte)), nil
+}
+
+// tryGetBuf is getBuf without waiting; nil when the cap is full.
+func (e *Engine) tryGetBuf() []byte {
+	if !e.mem.TryAcquire(e.chunkSize) {
+		return nil
+	}
+	return *(e.bufs.Get().(*[]byte))
+}
+
+// putBuf returns a buffer from getBuf and its bytes.
+func (e *Engine) putBuf(b []byte) {
+	b = b[:cap(b)]
+	e.bufs.Put(&b)
+	e.mem.Release(e.chunkSize)
+}
+
+// reclaim runs when a memory Acquire must wait: first drop cached chunks,
+// then, if that was not enough, start flushing dirty buffers so their
+// memory comes back when the flushes commit.
+func (e *Engine) reclaim(need int64) {
+	if e.cache.evict(need) >= need {
+		return
+	}
+	e.flushAll(false)
+}
+
+// flushAll starts flushing the dirty chunks of every file; with onlyIdle,
+// only those untouched for idleFlushAfter.
+func (e *Engine) flushAll(onlyIdle bool) {
+	e.mu.Lock()
+	files := make([]*file, 0, len(e.files))
+	for _, f := range e.files {
+		files = append(files, f)
+	}
+	e.mu.Unlock()
+	cutoff := time.Now().Add(-idleFlushAfter)
+	for _, f := range files {
+		f.mu.Lock()
+		for idx, dc := range f.dirty {
+			if !onlyIdle || dc.lastWrite.Before(cutoff) {
+				delete(f.dirty, idx)
+				f.startFlushLocked(idx, dc)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+func (e *Engine) startBackground() {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		t := time.NewTicker(idleTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stop:
+				return
+			case <-t.C:
+				e.flushAll(true)
+			}
+		}
+	}()
+}
 
 // Close flushes every buffered write, stops the workers and releases the
 // store. The Engine must not be used afterwards.
-func (e *Engine) Close() error { return errTODO }
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	files := make([]*file, 0, len(e.files))
+	for _, f := range e.files {
+		files = append(files, f)
+	}
+	e.mu.Unlock()
+	var firstErr error
+	if !e.cfg.ReadOnly {
+		// Flush first, while the workers still run, so nothing written is
+		// lost; then stop the idle flusher and wait for the stragglers
+		// (prefetches, compactions); then sync and close the registry, and
+		// only then the backend, which the registry's parts point into.
+		for _, f := range files {
+			if err := f.flush(context.Background()); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		close(e.stop)
+	}
+	e.bgCancel()
+	e.bg.Wait()
+	if !e.cfg.ReadOnly {
+		if err := e.reg.Sync(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if err := e.closeStores(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
+}
+
+func (e *Engine) closeStores() error {
+	var firstErr error
+	if e.reg != nil {
+		if err := e.reg.Close(); err != nil {
+			firstErr = err
+		}
+		e.reg = nil
+	}
+	if e.cs != nil {
+		if err := e.cs.Close(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		e.cs = nil
+	}
+	if e.lock != nil {
+		_ = e.lock.Close()
+		e.lock = nil
+	}
+	return firstErr
+}
+
+// Sync makes every committed registry change durable.
+func (e *Engine) Sync() error { return e.reg.Sync() }
+
+// MemoryUsed reports the bytes of the memory cap in use (for tests and
+// metrics).
+func (e *Engine) MemoryUsed() int64 { return e.mem.Used() }

@@ -47,3 +47,7 @@ var ErrStopIteration = errors.New("stop iteration")
 
 // ErrLocked is returned by Open when another process holds the store.
 var ErrLocked = errors.New("store is locked by another process")
+
+// ErrNotSupported is returned for operations pfs does not implement, such
+// as fallocate modes other than 0 and KEEP_SIZE.
+var ErrNotSupported = errors.New("operation not supported")

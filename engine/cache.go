@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pfs-project/pfs/chunkstore"
+	"github.com/pfs-project/pfs/registry"
+)
+
+// cacheTag identifies which committed version of a chunk an entry holds:
+// the file's per-chunk commit counter and truncate counter when the load
+// started. A reader whose tag differs reloads.
+type cacheTag struct{ ver, epoch uint64 }
+
+type cacheKey struct {
+	ino Ino
+	idx uint64
+}
+
+// cacheEntry is one chunk's committed content. data may be shorter than a
+// chunk (the rest reads as zeros) or nil (a hole).
+type cacheEntry struct {
+	key   cacheKey
+	tag   cacheTag
+	data  []byte
+	mem   int64         // bytes of the memory cap it holds
+	pins  int           // readers copying out of data right now
+	ready chan struct{} // closed when loaded (err set on failure)
+	err   error
+	elem  *list.Element // in lru when ready and unpinned-evictable
+	gone  bool          // removed from the map; free when unpinned
+}
+
+// chunkCache holds recently read chunks under the memory cap. It gives
+// memory back before writers are made to wait: Memory's reclaim hook calls
+// evict, and a new entry evicts old ones while someone is waiting.
+type chunkCache struct {
+	e *Engine
+
+	mu  sync.Mutex // protects the following
+	m   map[cacheKey]*cacheEntry
+	lru *list.List // front = most recent; ready entries only
+}
+
+func newChunkCache(e *Engine) *chunkCache {
+	return &chunkCache{e: e, m: map[cacheKey]*cacheEntry{}, lru: list.New()}
+}
+
+// get returns the chunk pinned; the caller must unpin it.
+func (c *chunkCache) get(ctx context.Context, ino Ino, idx uint64, tag cacheTag) (*cacheEntry, error) {
+	k := cacheKey{ino, idx}
+	for {
+		c.mu.Lock()
+		ent := c.m[k]
+		if ent != nil && ent.tag == tag {
+			ent.pins++
+			c.mu.Unlock()
+			select {
+			case <-ent.ready:
+			case <-ctx.Done():
+				c.unpin(ent)
+				return nil, ctx.Err()
+			}
+			if ent.err != nil {
+				c.unpin(ent)
+				if errors.Is(ent.err, errNoMemory) {
+					continue // joined a read-ahead that gave up; load it ourselves
+				}
+				return nil, ent.err
+			}
+			c.mu.Lock()
+			if ent.elem != nil {
+				c.lru.MoveToFront(ent.elem)
+			}
+			c.mu.Unlock()
+			return ent, nil
+		}
+		if ent != nil {
+			c.removeLocked(ent)
+		}
+		ent = &cacheEntry{key: k, tag: tag, pins: 1, ready: make(chan struct{})}
+		c.m[k] = ent
+		c.mu.Unlock()
+		c.fill(ctx, ent, true)
+		if ent.err != nil {
+			c.unpin(ent)
+			return nil, ent.err
+		}
+		return ent, nil
+	}
+}
+
+// prefetch loads a chunk in the background unless it is cached or loading.
+func (c *chunkCache) prefetch(ino Ino, idx uint64, tag cacheTag) {
+	k := cacheKey{ino, idx}
+	c.mu.Lock()
+	if ent := c.m[k]; ent != nil && ent.tag == tag {
+		c.mu.Unlock()
+		return
+	}
+	if ent := c.m[k]; ent != nil {
+		c.removeLocked(ent)
+	}
+	ent := &cacheEntry{key: k, tag: tag, pins: 1, ready: make(chan struct{})}
+	c.m[k] = ent
+	c.mu.Unlock()
+	c.e.bg.Add(1)
+	go func() {
+		defer c.e.bg.Done()
+		c.fill(c.e.bgCtx, ent, false)
+		c.unpin(ent)
+	}()
+}
+
+// fill loads ent's chunk. With wait false (read-ahead) it gives up rather
+// than wait for memory.
+func (c *chunkCache) fill(ctx context.Context, ent *cacheEntry, wait bool) {
+	data, mem, err := c.e.loadChunk(ctx, ent.key.ino, ent.key.idx, wait)
+	c.mu.Lock()
+	ent.data, ent.mem, ent.err = data, mem, err
+	if err != nil {
+		if c.m[ent.key] == ent {
+			delete(c.m, ent.key)
+		}
+		ent.gone = true
+	}
+	c.mu.Unlock()
+	close(ent.ready)
+	if c.e.mem.Waiting() {
+		c.evict(c.e.chunkSize)
+	}
+}
+
+// unpin releases a pin; an entry no longer pinned becomes evictable.
+func (c *chunkCache) unpin(ent *cacheEntry) {
+	c.mu.Lock()
+	ent.pins--
+	var free *cacheEntry
+	if ent.pins == 0 {
+		select {
+		case <-ent.ready:
+			if ent.gone {
+				free = ent
+			} else if ent.elem == nil {
+				ent.elem = c.lru.PushFront(ent)
+			}
+		default:
+		}
+	}
+	c.mu.Unlock()
+	if free != nil {
+		c.free(free)
+	}
+	if c.e.mem.Waiting() {
+		c.evict(c.e.chunkSize)
+	}
+}
+
+// removeLocked drops ent from the map; its memory is freed now if nobody
+// holds it, else on the last unpin. Caller holds c.mu.
+func (c *chunkCache) removeLocked(ent *cacheEntry) {
+	if c.m[ent.key] == ent {
+		delete(c.m, ent.key)
+	}
+	ent.gone = true
+	if ent.elem != nil {
+		c.lru.Remove(ent.elem)
+		ent.elem = nil
+		if ent.pins == 0 {
+			go c.free(ent) // free takes Memory's lock; not under c.mu
+		}
+	}
+}
+
+func (c *chunkCache) free(ent *cacheEntry) {
+	if ent.mem > 0 {
+		c.e.putChunkData(ent.data, ent.mem)
+		ent.data, ent.mem = nil, 0
+	}
+}
+
+// evict frees unpinned entries, least recently used first, until need
+// bytes came back or nothing evictable is left. It returns bytes freed.
+func (c *chunkCache) evict(need int64) int64 {
+	var victims []*cacheEntry
+	var freed int64
+	c.mu.Lock()
+	for freed < need {
+		back := c.lru.Back()
+		if back == nil {
+			break
+		}
+		ent := back.Value.(*cacheEntry)
+		c.lru.Remove(back)
+		ent.elem = nil
+		if c.m[ent.key] == ent {
+			delete(c.m, ent.key)
+		}
+		ent.gone = true
+		freed += ent.mem
+		victims = append(victims, ent)
+	}
+	c.mu.Unlock()
+	for _, ent := range victims {
+		c.free(ent)
+	}
+	return freed
+}
+
+// dropFile forgets cached chunks of ino from index from on.
+func (c *chunkCache) dropFile(ino Ino, from uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, ent := range c.m {
+		if k.ino == ino && k.idx >= from {
+			c.removeLocked(ent)
+		}
+	}
+}
+
+// loadChunk assembles the committed content of a chunk from its slices,
+// loading and verifying each part. It returns the content, the bytes of the
+// memory cap it holds, and on a bad part an error naming file, offset and
+// part (and marks the part corrupt).
+func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, error) {
+	var ch registry.Chunk
+	parts := map[[16]byte]*registry.Part{}
+	err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		var err error
+		if ch, err = tx.GetChunk(ino, idx); err != nil {
+			return err
+		}
+		for _, s := range ch {
+			if parts[s.Part] != nil {
+				continue
+			}
+			p, err := tx.GetPart(s.Part)
+			if err != nil {
+				return fmt.Errorf("chunk %d: part %s: %w", idx, s.Part, err)
+			}
+			parts[s.Part] = p
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(ch) == 0 {
+		return nil, 0, nil
+	}
+	end := 0
+	for _, s := range ch {
+		end = max(end, int(s.Off+s.Len))
+	}
+	var buf []byte
+	if wait {
+		if buf, err = e.getBuf(ctx); err != nil {
+			return nil, 0, err
+		}
+	} else if buf = e.tryGetBuf(); buf == nil {
+		return nil, 0, errNoMemory
+	}
+	buf = buf[:end]
+	clear(buf)
+	loaded := map[[16]byte][]byte{}
+	for _, s := range ch {
+		data, ok := loaded[s.Part]
+		if !ok {
+			p := parts[s.Part]
+			data, err = e.cs.Load(ctx, partMeta(p))
+			if err != nil {
+				e.putChunkData(buf, e.chunkSize)
+				return nil, 0, e.partFailed(ctx, ino, idx, s, p, err)
+			}
+			if int(s.PartOff+s.Len) > len(data) {
+				e.putChunkData(buf, e.chunkSize)
+				return nil, 0, e.partFailed(ctx, ino, idx, s, p,
+					fmt.Errorf("part %s: slice %d+%d beyond its %d bytes: %w", p.Key, s.PartOff, s.Len, len(data), chunkstore.ErrChecksum))
+			}
+			loaded[s.Part] = data
+		}
+		copy(buf[s.Off:s.Off+s.Len], data[s.PartOff:s.PartOff+s.Len])
+	}
+	return buf, e.chunkSize, nil
+}
+
+// errNoMemory tells read-ahead that the cap was full; it is never returned
+// to a reader.
+var errNoMemory = errors.New("no memory for read-ahead")
+
+// putChunkData returns a chunk buffer held by the cache.
+func (e *Engine) putChunkData(b []byte, mem int64) {
+	if mem == e.chunkSize && cap(b) == int(e.chunkSize) {
+		e.putBuf(b)
+		return
+	}
+	e.mem.Release(mem)
+}
+
+// partFailed logs a failed part load with file, offset and part, marks the
+// part corrupt when its bytes were wrong, and returns the error to give
+// the reader.
+func (e *Engine) partFailed(ctx context.Context, ino Ino, idx uint64, s registry.Slice, p *registry.Part, err error) error {
+	off := int64(idx)*e.chunkSize + int64(s.Off)
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	e.log.Error("part failed to load: the range reads as EIO", "ino", ino, "offset", off, "length", s.Len, "part", p.Key, "err", err)
+	if errors.Is(err, chunkstore.ErrChecksum) || errors.Is(err, chunkstore.ErrNotFound) {
+		if uerr := e.reg.Update(ctx, func(tx *registry.Tx) error {
+			q, err := tx.GetPart(p.ID)
+			if err != nil {
+				return err
+			}
+			if q.Status == registry.PartStored {
+				q.Status = registry.PartCorrupt
+				return tx.PutPart(q)
+			}
+			return nil
+		}); uerr != nil && !e.cfg.ReadOnly {
+			e.log.Warn("could not mark part corrupt", "part", p.Key, "err", uerr)
+		}
+	}
+	return fmt.Errorf("part %s (file offset %d): %w", p.Key, off, err)
+}
+
+func partMeta(p *registry.Part) chunkstore.PartMeta {
+	return chunkstore.PartMeta{Key: p.Key, Size: p.Size, PlainSize: p.PlainSize, MD5: p.MD5, Compression: chunkstore.Compression(p.Compression)}
+}

@@ -1,0 +1,559 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pfs-project/pfs/registry"
+)
+
+// flushChunk stores a dirty chunk as one new part and commits it:
+// (1) record the part as pending, (2) save the object durably, (3) wait for
+// the previous flush of the same chunk, (4) in one transaction append the
+// slices to the chunk map, drop slices they hide, adjust reference counts
+// and the file size, (5) delete parts nothing references any more. A crash
+// before (4) leaves a pending part that the next mount collects; after it,
+// the new content is in and the old parts are garbage.
+func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
+	ctx := e.bgCtx
+	err := e.storeChunk(ctx, f, fl, prev)
+	f.mu.Lock()
+	q := f.inflight[fl.idx]
+	for i, x := range q {
+		if x == fl {
+			q = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	if len(q) == 0 {
+		delete(f.inflight, fl.idx)
+	} else {
+		f.inflight[fl.idx] = q
+	}
+	if err != nil {
+		// Keep the data: give it back to the dirty buffer (under anything
+		// written since) so a later flush retries, and report the error on
+		// the next flush/fsync/close.
+		if f.err == nil {
+			f.err = err
+		}
+		fl.dc.clip(fl.clip)
+		if dc := f.dirty[fl.idx]; dc != nil {
+			dc.mergeUnder(fl.dc)
+			e.putBuf(fl.dc.buf)
+		} else if len(fl.dc.ivs) > 0 {
+			f.dirty[fl.idx] = fl.dc
+		} else {
+			e.putBuf(fl.dc.buf)
+		}
+	} else {
+		f.ver[fl.idx]++
+		e.putBuf(fl.dc.buf)
+	}
+	fl.err = err
+	f.mu.Unlock()
+	if err == nil {
+		e.cache.dropFile2(f.ino, fl.idx)
+	} else {
+		e.log.Error("flush failed", "ino", f.ino, "offset", int64(fl.idx)*e.chunkSize, "err", err)
+	}
+	close(fl.done)
+}
+
+func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *flushing) error {
+	dc := fl.dc
+	id := uuid.New()
+	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: f.ino, Chunk: fl.idx}
+	if err := e.reg.Update(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
+		return fmt.Errorf("flush ino %d chunk %d: record part: %w", f.ino, fl.idx, err)
+	}
+	// The part holds the written ranges back to back; one range (the
+	// common case: sequential writes) is stored straight from the buffer.
+	var payload []byte
+	if len(dc.ivs) == 1 {
+		payload = dc.buf[dc.ivs[0].start:dc.ivs[0].end]
+	} else {
+		payload = make([]byte, 0, dc.written())
+		for _, iv := range dc.ivs {
+			payload = append(payload, dc.buf[iv.start:iv.end]...)
+		}
+	}
+	meta, err := e.cs.Save(ctx, part.Key, payload)
+	if err != nil {
+		e.dropPending(part)
+		return fmt.Errorf("flush ino %d chunk %d: %w", f.ino, fl.idx, err)
+	}
+	part.Size, part.PlainSize, part.MD5, part.Compression = meta.Size, meta.PlainSize, meta.MD5, uint8(meta.Compression)
+	if prev != nil {
+		<-prev.done
+	}
+
+	f.trunc.RLock()
+	defer f.trunc.RUnlock()
+	f.mu.Lock()
+	clip := fl.clip
+	mtime := f.mtime
+	f.mu.Unlock()
+	var slices []registry.Slice
+	pos := uint32(0)
+	for _, iv := range dc.ivs {
+		l := uint32(iv.end - iv.start)
+		if end := min(iv.end, clip); iv.start < end {
+			slices = append(slices, registry.Slice{Part: id, PartOff: pos, Off: uint32(iv.start), Len: uint32(end - iv.start)})
+		}
+		pos += l
+	}
+	if len(slices) == 0 { // everything was truncated away meanwhile
+		e.dropPending(part)
+		return nil
+	}
+	var garbage []*registry.Part
+	var compact bool
+	err = e.reg.Update(ctx, func(tx *registry.Tx) error {
+		garbage, compact = garbage[:0], false
+		in, err := tx.GetInode(f.ino)
+		if err != nil {
+			return err
+		}
+		ch, err := tx.GetChunk(f.ino, fl.idx)
+		if err != nil {
+			return err
+		}
+		ch = append(ch[:len(ch):len(ch)], slices...)
+		kept, dropped := pruneChunk(ch)
+		part.Status, part.Refs = registry.PartStored, 0
+		for _, s := range kept {
+			if s.Part == id {
+				part.Refs++
+			}
+		}
+		if part.Refs == 0 { // cannot happen: new slices are never hidden
+			return fmt.Errorf("new part %s hidden entirely", id)
+		}
+		if err := tx.PutPart(part); err != nil {
+			return err
+		}
+		if garbage, err = unref(tx, dropped); err != nil {
+			return err
+		}
+		if err := tx.PutChunk(f.ino, fl.idx, kept); err != nil {
+			return err
+		}
+		end := uint64(fl.idx)*uint64(e.chunkSize) + uint64(slices[len(slices)-1].Off+slices[len(slices)-1].Len)
+		in.Size = max(in.Size, end)
+		in.Mtime, in.Ctime = max(in.Mtime, mtime), max(in.Ctime, mtime)
+		compact = len(kept) > maxSlices
+		return tx.PutInode(in)
+	})
+	if errors.Is(err, registry.ErrNotFound) {
+		// The file was deleted while its data was in flight.
+		e.dropPending(part)
+		return nil
+	}
+	if err != nil {
+		e.dropPending(part)
+		return fmt.Errorf("flush ino %d chunk %d: commit: %w", f.ino, fl.idx, err)
+	}
+	e.deleteGarbage(ctx, garbage)
+	if compact {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			if err := e.compact(e.bgCtx, f.ino, fl.idx); err != nil && !errors.Is(err, context.Canceled) {
+				e.log.Warn("compaction failed; the chunk stays as it is", "ino", f.ino, "chunk", fl.idx, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// dropCache for a committed chunk. A separate name keeps flushChunk readable.
+func (c *chunkCache) dropFile2(ino Ino, idx uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ent := c.m[cacheKey{ino, idx}]; ent != nil {
+		c.removeLocked(ent)
+	}
+}
+
+// dropPending deletes a part that never got committed: object first, then
+// the record, so a crash in between leaves a record the next mount
+// collects.
+func (e *Engine) dropPending(p *registry.Part) {
+	ctx := context.Background()
+	if err := e.cs.Delete(ctx, p.Key); err != nil {
+		e.log.Warn("could not delete uncommitted part; the next mount collects it", "part", p.Key, "err", err)
+		return
+	}
+	_ = e.reg.Update(ctx, func(tx *registry.Tx) error {
+		err := tx.DeletePart(p.ID)
+		if errors.Is(err, registry.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+}
+
+// pruneChunk drops the slices that later slices hide entirely.
+func pruneChunk(ch registry.Chunk) (kept registry.Chunk, dropped []registry.Slice) {
+	var cover []interval // union of newer slices, sorted
+	keep := make([]bool, len(ch))
+	for i := len(ch) - 1; i >= 0; i-- {
+		s := ch[i]
+		start, end := int(s.Off), int(s.Off+s.Len)
+		hidden := false
+		for _, c := range cover {
+			if c.start <= start && end <= c.end {
+				hidden = true
+				break
+			}
+		}
+		keep[i] = !hidden && s.Len > 0
+		if !hidden {
+			d := dirtyChunk{ivs: cover}
+			d.add(start, end)
+			cover = d.ivs
+		}
+	}
+	for i, s := range ch {
+		if keep[i] {
+			kept = append(kept, s)
+		} else {
+			dropped = append(dropped, s)
+		}
+	}
+	return kept, dropped
+}
+
+// unref lowers the reference counts of the parts of dropped slices and
+// returns the parts that reached zero, marked deleting (in the same
+// transaction) so a crash before their objects are gone leaves them
+// collectable.
+func unref(tx *registry.Tx, dropped []registry.Slice) ([]*registry.Part, error) {
+	counts := map[uuid.UUID]uint32{}
+	var order []uuid.UUID
+	for _, s := range dropped {
+		if counts[s.Part] == 0 {
+			order = append(order, s.Part)
+		}
+		counts[s.Part]++
+	}
+	var garbage []*registry.Part
+	for _, id := range order {
+		p, err := tx.GetPart(id)
+		if errors.Is(err, registry.ErrNotFound) {
+			continue // already gone: nothing to free
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.Refs <= counts[id] {
+			p.Refs = 0
+			p.Status = registry.PartDeleting
+			garbage = append(garbage, p)
+		} else {
+			p.Refs -= counts[id]
+		}
+		if err := tx.PutPart(p); err != nil {
+			return nil, err
+		}
+	}
+	return garbage, nil
+}
+
+// deleteGarbage deletes the objects of unreferenced parts, then their
+// records. Failures are left for the next mount's collection.
+func (e *Engine) deleteGarbage(ctx context.Context, parts []*registry.Part) {
+	if len(parts) == 0 {
+		return
+	}
+	var done []uuid.UUID
+	for _, p := range parts {
+		if err := e.cs.Delete(ctx, p.Key); err != nil {
+			e.log.Warn("could not delete unreferenced part; the next mount retries", "part", p.Key, "err", err)
+			continue
+		}
+		done = append(done, p.ID)
+	}
+	for len(done) > 0 {
+		n := min(len(done), 1000)
+		batch := done[:n]
+		done = done[n:]
+		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+			for _, id := range batch {
+				if err := tx.DeletePart(id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			e.log.Warn("could not drop records of deleted parts; the next mount retries", "err", err)
+		}
+	}
+}
+
+// compact rewrites a chunk with many slices as one part, if the chunk did
+// not change meanwhile.
+func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
+	var before registry.Chunk
+	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		var err error
+		before, err = tx.GetChunk(ino, idx)
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(before) <= maxSlices {
+		return nil
+	}
+	data, mem, err := e.loadChunk(ctx, ino, idx, true)
+	if err != nil {
+		return err
+	}
+	defer e.putChunkData(data, mem)
+	id := uuid.New()
+	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: ino, Chunk: idx}
+	if err := e.reg.Update(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
+		return err
+	}
+	meta, err := e.cs.Save(ctx, part.Key, data)
+	if err != nil {
+		e.dropPending(part)
+		return err
+	}
+	part.Size, part.PlainSize, part.MD5, part.Compression = meta.Size, meta.PlainSize, meta.MD5, uint8(meta.Compression)
+	var garbage []*registry.Part
+	changed := false
+	err = e.reg.Update(ctx, func(tx *registry.Tx) error {
+		garbage, changed = nil, false
+		now, err := tx.GetChunk(ino, idx)
+		if err != nil {
+			return err
+		}
+		if !sameChunk(now, before) {
+			changed = true
+			return nil
+		}
+		part.Status, part.Refs = registry.PartStored, 1
+		if err := tx.PutPart(part); err != nil {
+			return err
+		}
+		if garbage, err = unref(tx, before); err != nil {
+			return err
+		}
+		return tx.PutChunk(ino, idx, registry.Chunk{{Part: id, Off: 0, Len: uint32(len(data))}})
+	})
+	if err != nil || changed {
+		e.dropPending(part)
+		return err
+	}
+	// Readers compare tags, so bump the file's version of the chunk.
+	if f := e.openFile(ino); f != nil {
+		f.mu.Lock()
+		f.ver[idx]++
+		f.mu.Unlock()
+	}
+	e.cache.dropFile2(ino, idx)
+	e.deleteGarbage(ctx, garbage)
+	return nil
+}
+
+func sameChunk(a, b registry.Chunk) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// truncateLocked cuts or extends ino to size in the registry: chunks past
+// the end are deleted in batches (after the size moved, so they are
+// invisible) and the boundary chunk is clipped. Caller holds f.trunc if
+// the file is open.
+func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime int64) error {
+	cs := uint64(e.chunkSize)
+	boundary := size / cs // first chunk index that is cut (partly or wholly)
+	within := uint32(size % cs)
+	var garbage []*registry.Part
+	more := false
+	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+		garbage, more = nil, false
+		in, err := tx.GetInode(ino)
+		if err != nil {
+			return err
+		}
+		shrink := size < in.Size
+		in.Size = size
+		in.Mtime, in.Ctime = ctime, ctime
+		if err := tx.PutInode(in); err != nil {
+			return err
+		}
+		if !shrink {
+			return nil
+		}
+		if within > 0 {
+			ch, err := tx.GetChunk(ino, boundary)
+			if err != nil {
+				return err
+			}
+			var kept registry.Chunk
+			var dropped []registry.Slice
+			for _, s := range ch {
+				switch {
+				case s.Off >= within:
+					dropped = append(dropped, s)
+				case s.Off+s.Len > within:
+					s.Len = within - s.Off
+					kept = append(kept, s)
+				default:
+					kept = append(kept, s)
+				}
+			}
+			if g, err := unref(tx, dropped); err != nil {
+				return err
+			} else {
+				garbage = append(garbage, g...)
+			}
+			if err := tx.PutChunk(ino, boundary, kept); err != nil {
+				return err
+			}
+			boundary++
+		}
+		g, m, err := deleteChunks(tx, ino, boundary, 1000)
+		garbage, more = append(garbage, g...), m
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("truncate ino %d to %d: %w", ino, size, err)
+	}
+	e.deleteGarbage(ctx, garbage)
+	for more {
+		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+			var err error
+			garbage, more, err = deleteChunks(tx, ino, boundary, 1000)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("truncate ino %d to %d: %w", ino, size, err)
+		}
+		e.deleteGarbage(ctx, garbage)
+	}
+	return nil
+}
+
+// deleteChunks deletes up to limit chunk maps of ino from index from on,
+// unreferencing their parts. more says whether chunks remain.
+func deleteChunks(tx *registry.Tx, ino Ino, from uint64, limit int) (garbage []*registry.Part, more bool, err error) {
+	var idxs []uint64
+	var dropped []registry.Slice
+	err = tx.Chunks(ino, from, func(idx uint64, ch registry.Chunk) error {
+		if len(idxs) == limit {
+			more = true
+			return registry.ErrStop
+		}
+		idxs = append(idxs, idx)
+		dropped = append(dropped, ch...)
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	for _, idx := range idxs {
+		if err := tx.PutChunk(ino, idx, nil); err != nil {
+			return nil, false, err
+		}
+	}
+	garbage, err = unref(tx, dropped)
+	return garbage, more, err
+}
+
+// purge deletes an unlinked inode's data and record. It runs when the last
+// link and the last handle are gone, and at mount for inodes a crash left
+// behind.
+func (e *Engine) purge(ctx context.Context, ino Ino) error {
+	for {
+		var garbage []*registry.Part
+		more := false
+		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+			var err error
+			garbage, more, err = deleteChunks(tx, ino, 0, 1000)
+			if err != nil || more {
+				return err
+			}
+			return tx.DeleteInode(ino)
+		})
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return fmt.Errorf("delete ino %d: %w", ino, err)
+		}
+		e.deleteGarbage(ctx, garbage)
+		if !more {
+			e.cache.dropFile(ino, 0)
+			return nil
+		}
+	}
+}
+
+// purgeIfUnlinked purges ino if it has no links and no open handle.
+func (e *Engine) purgeIfUnlinked(ctx context.Context, ino Ino) error {
+	if f := e.openFile(ino); f != nil {
+		f.mu.Lock()
+		open := f.opens > 0
+		f.mu.Unlock()
+		if open {
+			return nil
+		}
+	}
+	in, err := e.getInode(ctx, ino)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if in.Nlink > 0 || in.Status != registry.StatusDeleting {
+		return nil
+	}
+	return e.purge(ctx, ino)
+}
+
+// collect finishes what a crash interrupted: parts recorded but never
+// committed, parts whose deletion did not finish, and unlinked inodes.
+func (e *Engine) collect(ctx context.Context) error {
+	start := time.Now()
+	var parts []*registry.Part
+	var orphans []Ino
+	err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		if err := tx.Garbage(func(p *registry.Part) error {
+			parts = append(parts, p)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Orphans(func(in *registry.Inode) error {
+			orphans = append(orphans, in.Ino)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	e.deleteGarbage(ctx, parts)
+	for _, ino := range orphans {
+		if err := e.purge(ctx, ino); err != nil {
+			return err
+		}
+	}
+	if len(parts)+len(orphans) > 0 {
+		e.log.Info("collected what an earlier run left behind", "parts", len(parts), "unlinked_files", len(orphans), "took", time.Since(start))
+	}
+	return nil
+}

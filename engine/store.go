@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/pfs-project/pfs/chunkstore"
+	"github.com/pfs-project/pfs/chunkstore/backend/local"
+	"github.com/pfs-project/pfs/registry"
+)
+
+// FormatVersion is the store layout this build reads and writes.
+const FormatVersion = 1
+
+// Names inside a store directory.
+const (
+	formatFile  = "format.json"
+	lockFile    = "lock"
+	registryDir = "registry"
+	objectsDir  = "objects"
+)
+
+// Format is the store's format record, written once when the store is
+// created. Settings in it cannot change afterwards.
+type Format struct {
+	Version     int    `json:"version"`
+	ChunkSize   int64  `json:"chunk_size"`
+	Compression string `json:"compression"`
+	Backend     string `json:"backend"`
+}
+
+// registryMemory is what Badger may use for memtables and caches; it is
+// part of the fixed overhead on top of the chunk memory cap.
+const registryMemory = 24 << 20
+
+// Open opens (creating if needed) the store in cfg.Dir and takes its lock.
+// A second process opening the same store gets an error wrapping
+// *LockedError.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)
+	}
+	if err := prepareDir(dir, cfg.ReadOnly); err != nil {
+		return nil, err
+	}
+	lf, err := lockStore(dir, cfg.Holder, cfg.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: log, dir: dir, lock: lf}
+	ok := false
+	defer func() {
+		if !ok {
+			e.closeStores()
+		}
+	}()
+	if e.format, err = loadFormat(dir, cfg); err != nil {
+		return nil, err
+	}
+	e.chunkSize = e.format.ChunkSize
+	if cfg.Memory < 2*e.chunkSize {
+		return nil, fmt.Errorf("%w: memory %d: must be at least two chunks of this store (%d bytes)", ErrInvalid, cfg.Memory, 2*e.chunkSize)
+	}
+	comp, err := chunkstore.ParseCompression(e.format.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	be, err := local.New(filepath.Join(dir, objectsDir))
+	if err != nil {
+		return nil, fmt.Errorf("store %s: objects: %w", dir, err)
+	}
+	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
+		_ = be.Close()
+		return nil, err
+	}
+	if e.reg, err = registry.Open(registry.Options{
+		Dir:          filepath.Join(dir, registryDir),
+		MemoryBudget: registryMemory,
+		ReadOnly:     cfg.ReadOnly,
+		Logger:       log,
+	}); err != nil {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	e.init()
+	if !cfg.ReadOnly {
+		if err := e.collect(ctx); err != nil {
+			return nil, fmt.Errorf("store %s: collecting garbage: %w", dir, err)
+		}
+		e.startBackground()
+	}
+	ok = true
+	return e, nil
+}
+
+// prepareDir makes sure dir is a store directory or can become one.
+func prepareDir(dir string, readOnly bool) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if readOnly {
+			return fmt.Errorf("store %s does not exist", dir)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create store %s: %w", dir, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("store %s: %w", dir, err)
+	case !st.IsDir():
+		return fmt.Errorf("store %s: %w", dir, ErrNotDir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, formatFile)); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	for _, de := range ents {
+		if de.Name() != lockFile && de.Name() != "pfs.log" {
+			return fmt.Errorf("store %s: not a pfs store (no %s) and not empty", dir, formatFile)
+		}
+	}
+	return nil
+}
+
+// lockStore takes an exclusive flock on STORE/lock, which dies with the
+// process, so a crashed daemon never leaves a stale lock. The file says who
+// holds it, for the error the next process gets.
+func lockStore(dir, holder string, readOnly bool) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			le := &LockedError{Dir: dir}
+			le.Pid, le.Holder = ReadLock(dir)
+			return nil, le
+		}
+		return nil, fmt.Errorf("store %s: lock: %w", dir, err)
+	}
+	if holder == "" {
+		holder = "pfs " + filepath.Base(os.Args[0])
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = fmt.Fprintf(f, "%d\n%s\n", os.Getpid(), holder)
+	}
+	return f, nil
+}
+
+// ReadLock returns what the lock file of the store in dir says about its
+// holder: the pid and what it does. Zero values when unknown.
+func ReadLock(dir string) (pid int, holder string) {
+	b, err := os.ReadFile(filepath.Join(dir, lockFile))
+	if err != nil {
+		return 0, ""
+	}
+	lines := strings.SplitN(string(b), "\n", 3)
+	pid, _ = strconv.Atoi(strings.TrimSpace(lines[0]))
+	if len(lines) > 1 {
+		holder = strings.TrimSpace(lines[1])
+	}
+	return pid, holder
+}
+
+// loadFormat reads the format record, or writes it for a new store, and
+// refuses settings that conflict with it.
+func loadFormat(dir string, cfg Config) (Format, error) {
+	path := filepath.Join(dir, formatFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if cfg.ReadOnly {
+			return Format{}, fmt.Errorf("store %s: no %s", dir, formatFile)
+		}
+		f := Format{Version: FormatVersion, ChunkSize: cfg.ChunkSize, Compression: cfg.Compression, Backend: "local"}
+		if f.ChunkSize == 0 {
+			f.ChunkSize = DefaultChunkSize
+		}
+		if f.Compression == "" {
+			f.Compression = "none"
+		}
+		b, _ := json.MarshalIndent(f, "", "  ")
+		if err := writeFileSync(path, append(b, '\n')); err != nil {
+			return Format{}, fmt.Errorf("store %s: %w", dir, err)
+		}
+		return f, nil
+	}
+	if err != nil {
+		return Format{}, fmt.Errorf("store %s: %w", dir, err)
+	}
+	var f Format
+	if err := json.Unmarshal(b, &f); err != nil {
+		return Format{}, fmt.Errorf("store %s: %s is damaged: %w", dir, formatFile, err)
+	}
+	switch {
+	case f.Version > FormatVersion:
+		return Format{}, fmt.Errorf("store %s has format version %d; this pfs reads up to version %d: upgrade pfs", dir, f.Version, FormatVersion)
+	case f.Version < 1:
+		return Format{}, fmt.Errorf("store %s: %s has no valid version", dir, formatFile)
+	case f.ChunkSize < MinChunkSize || f.ChunkSize > MaxChunkSize || f.ChunkSize&(f.ChunkSize-1) != 0:
+		return Format{}, fmt.Errorf("store %s: %s has invalid chunk size %d", dir, formatFile, f.ChunkSize)
+	case cfg.ChunkSize != 0 && cfg.ChunkSize != f.ChunkSize:
+		return Format{}, fmt.Errorf("%w: store %s has chunk size %d; it cannot change to %d", ErrInvalid, dir, f.ChunkSize, cfg.ChunkSize)
+	case cfg.Compression != "" && cfg.Compression != f.Compression:
+		return Format{}, fmt.Errorf("%w: store %s uses compression %s; it cannot change to %s", ErrInvalid, dir, f.Compression, cfg.Compression)
+	case f.Backend != "local":
+		return Format{}, fmt.Errorf("store %s uses backend %q, which this pfs cannot open", dir, f.Backend)
+	}
+	return f, nil
+}
+
+// writeFileSync writes a small file durably: temp, fsync, rename, fsync dir.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Dir returns the store directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// ChunkSize returns the store's chunk size.
+func (e *Engine) ChunkSize() int64 { return e.chunkSize }
+
+// Format returns the store's format record.
+func (e *Engine) Format() Format { return e.format }
