@@ -350,11 +350,11 @@ func (e *Engine) Rename(ctx context.Context, parent Ino, name string, newParent 
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
 			return err
 		}
-		if exists && dst.Ino == src.Ino {
-			return nil // two links of one file: rename(2) does nothing
-		}
 		if flags&RenameNoReplace != 0 && exists {
 			return ErrExists
+		}
+		if exists && dst.Ino == src.Ino {
+			return nil // two links of one file: rename(2) does nothing
 		}
 		if flags&RenameExchange != 0 && !exists {
 			return ErrNotFound

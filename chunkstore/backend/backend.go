@@ -22,6 +22,10 @@ var ErrInvalidRange = errors.New("invalid range")
 // The FUSE layer maps it to ENOSPC.
 var ErrNoSpace = errors.New("no space left in backend")
 
+// ErrInvalidKey is returned (wrapped) when a key is not one the backend can
+// store, for example an empty key or one containing '/'.
+var ErrInvalidKey = errors.New("invalid key")
+
 // Backend stores immutable objects by key. Keys are short ASCII strings made
 // of [0-9a-f-]; the backend may map them to paths or object names as it likes.
 //

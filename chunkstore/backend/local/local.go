@@ -1,0 +1,334 @@
+// Package local stores objects as files in a directory on a local
+// filesystem.
+//
+// An object with key k lives at dir/k[0:2]/k[2:4]/k, so no directory holds
+// more than a small share of the objects. Save writes a temp file next to the
+// final name, fsyncs it, renames it into place and fsyncs the directory, so
+// a saved object is durable and a reader sees the old object or the new one,
+// never a mix. Temp files are named ".tmp-<key>-<random>"; keys never contain
+// '.', so temp files cannot be mistaken for objects. Those left by a crash are
+// ignored by List and removed by CleanTemp, which New calls.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/pfs-project/pfs/chunkstore/backend"
+)
+
+var _ backend.Backend = (*Local)(nil)
+
+const (
+	tempPrefix = ".tmp-"
+	dirMode    = 0o700 // files get os.CreateTemp's 0600
+)
+
+// Local is a backend storing objects as files under one directory.
+type Local struct {
+	dir string
+
+	// saving is held for reading by every Save while its temp file exists,
+	// and for writing by CleanTemp, so CleanTemp never removes the temp
+	// file of a Save in flight.
+	saving sync.RWMutex
+}
+
+// New returns a backend storing objects under dir, which is created (mode
+// 0700) if it does not exist. Temp files left by an earlier crash are
+// removed.
+func New(dir string) (*Local, error) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+	}
+	l := &Local{dir: dir}
+	if err := l.CleanTemp(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// checkKey rejects keys that cannot be fanned out or that could name
+// something other than an object file: short keys, and keys containing
+// '/', '.' (so also "." and "..") or NUL.
+func checkKey(op, key string) error {
+	if len(key) < 4 || strings.ContainsAny(key, "/.\x00") {
+		return fmt.Errorf("local: %s %q: %w", op, key, backend.ErrInvalidKey)
+	}
+	return nil
+}
+
+// path returns the file name of the object with a valid key.
+func (l *Local) path(key string) string {
+	return filepath.Join(l.dir, key[0:2], key[2:4], key)
+}
+
+// Save implements backend.Backend.
+func (l *Local) Save(ctx context.Context, key string, data []byte) error {
+	if err := checkKey("save", key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("local: save %s: %w", key, err)
+	}
+	l.saving.RLock()
+	defer l.saving.RUnlock()
+
+	final := l.path(key)
+	dir := filepath.Dir(final)
+	if err := l.mkdirs(key); err != nil {
+		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+key+"-*") // O_EXCL, mode 0600
+	if err != nil {
+		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
+	}
+	tmp := f.Name()
+	if err := writeSync(f, data); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
+	}
+	if err := syncDir(dir); err != nil {
+		// The object is in place but may not survive a crash; report it,
+		// the caller will retry or give up on the whole file.
+		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
+	}
+	return nil
+}
+
+// writeSync writes data to f, fsyncs and closes it.
+func writeSync(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// mkdirs creates the two fan-out directories of key if needed, fsyncing
+// each parent in which it created one.
+func (l *Local) mkdirs(key string) error {
+	parent := l.dir
+	for _, name := range []string{key[0:2], key[2:4]} {
+		dir := filepath.Join(parent, name)
+		err := os.Mkdir(dir, dirMode)
+		switch {
+		case err == nil:
+			if err := syncDir(parent); err != nil {
+				return err
+			}
+		case !errors.Is(err, fs.ErrExist):
+			return err
+		}
+		parent = dir
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, making renames and creations in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// noSpace marks out-of-space errors (ENOSPC, EDQUOT) as backend.ErrNoSpace,
+// keeping the original error in the chain.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", backend.ErrNoSpace, err)
+	}
+	return err
+}
+
+// notFound marks a missing file as backend.ErrNotFound, keeping the
+// original error (with its path) in the chain.
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", backend.ErrNotFound, err)
+	}
+	return err
+}
+
+// Load implements backend.Backend. It reads the range with pread on the
+// opened file, so a concurrent Save (which renames a new file into place)
+// cannot mix two objects.
+func (l *Local) Load(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	if err := checkKey("load", key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("local: load %s: %w", key, err)
+	}
+	f, err := os.Open(l.path(key))
+	if err != nil {
+		return nil, fmt.Errorf("local: load %s: %w", key, notFound(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("local: load %s: %w", key, err)
+	}
+	n, err := backend.CheckRange(fi.Size(), offset, length)
+	if err != nil {
+		return nil, fmt.Errorf("local: load %s: %w", key, err)
+	}
+	buf := make([]byte, n)
+	got, err := f.ReadAt(buf, offset)
+	if got == len(buf) {
+		return buf, nil // ReadAt may return io.EOF with a full buffer
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // the file shrank: not one of ours
+	}
+	return nil, fmt.Errorf("local: load %s: %s: read %d of %d bytes at %d: %w", key, f.Name(), got, n, offset, err)
+}
+
+// Stat implements backend.Backend.
+func (l *Local) Stat(ctx context.Context, key string) (int64, error) {
+	if err := checkKey("stat", key); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("local: stat %s: %w", key, err)
+	}
+	fi, err := os.Stat(l.path(key))
+	if err != nil {
+		return 0, fmt.Errorf("local: stat %s: %w", key, notFound(err))
+	}
+	return fi.Size(), nil
+}
+
+// Delete implements backend.Backend. The directory is not fsynced: a
+// delete lost in a crash leaves an orphan object, which fsck finds, and
+// empty fan-out directories stay, so a concurrent Save never loses its
+// directory.
+func (l *Local) Delete(ctx context.Context, key string) error {
+	if err := checkKey("delete", key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("local: delete %s: %w", key, err)
+	}
+	if err := os.Remove(l.path(key)); err != nil {
+		return fmt.Errorf("local: delete %s: %w", key, notFound(err))
+	}
+	return nil
+}
+
+// List implements backend.Backend. Objects saved or deleted while List runs
+// may or may not be reported.
+func (l *Local) List(ctx context.Context, fn func(key string, size int64) error) error {
+	return l.walk(ctx, func(dir string, e fs.DirEntry) error {
+		name := e.Name()
+		if !e.Type().IsRegular() || checkKey("list", name) != nil || filepath.Dir(l.path(name)) != dir {
+			return nil // temp file or a stranger
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since ReadDir
+		}
+		if err != nil {
+			return fmt.Errorf("local: list: %w", err)
+		}
+		return fn(name, fi.Size())
+	})
+}
+
+// CleanTemp removes the temp files a crash left in the fan-out directories.
+// It waits for Saves in flight and blocks new ones while it runs.
+func (l *Local) CleanTemp() error {
+	l.saving.Lock()
+	defer l.saving.Unlock()
+	return l.walk(context.Background(), func(dir string, e fs.DirEntry) error {
+		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
+			return nil
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("local: clean temp: %w", err)
+		}
+		return nil
+	})
+}
+
+// walk calls fn for every entry of every second-level fan-out directory.
+// Entries of other shapes in the upper levels are skipped.
+func (l *Local) walk(ctx context.Context, fn func(dir string, e fs.DirEntry) error) error {
+	tops, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("local: list: %w", err)
+	}
+	for _, top := range tops {
+		if !top.IsDir() || len(top.Name()) != 2 {
+			continue
+		}
+		topDir := filepath.Join(l.dir, top.Name())
+		subs, err := os.ReadDir(topDir)
+		if err != nil {
+			return fmt.Errorf("local: list: %w", err)
+		}
+		for _, sub := range subs {
+			if !sub.IsDir() || len(sub.Name()) != 2 {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("local: list: %w", err)
+			}
+			dir := filepath.Join(topDir, sub.Name())
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return fmt.Errorf("local: list: %w", err)
+			}
+			for _, e := range entries {
+				if err := fn(dir, e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Usage implements backend.Backend with statfs on the directory. free is
+// the space available to unprivileged users.
+func (l *Local) Usage(ctx context.Context) (total, free uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(l.dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("local: usage: statfs %s: %w", l.dir, err)
+	}
+	bsize := uint64(st.Bsize)
+	return st.Blocks * bsize, st.Bavail * bsize, nil
+}
+
+// Close implements backend.Backend. Local holds no open files between
+// calls, so there is nothing to release.
+func (l *Local) Close() error {
+	return nil
+}

@@ -1,0 +1,184 @@
+package local_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pfs-project/pfs/chunkstore/backend"
+	"github.com/pfs-project/pfs/chunkstore/backend/backendtest"
+	"github.com/pfs-project/pfs/chunkstore/backend/local"
+)
+
+func TestBackend(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backend.Backend { return newLocal(t, t.TempDir()) })
+}
+
+func newLocal(t *testing.T, dir string) *local.Local {
+	t.Helper()
+	l, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestLayoutAndModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	l := newLocal(t, dir)
+	key := backendtest.NewKey()
+	if err := l.Save(context.Background(), key, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		mode fs.FileMode
+	}{
+		{dir, fs.ModeDir | 0o700},
+		{filepath.Join(dir, key[0:2]), fs.ModeDir | 0o700},
+		{filepath.Join(dir, key[0:2], key[2:4]), fs.ModeDir | 0o700},
+		{filepath.Join(dir, key[0:2], key[2:4], key), 0o600},
+	} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != c.mode {
+			t.Errorf("%s: mode %v, want %v", c.path, fi.Mode(), c.mode)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dir, key[0:2], key[2:4], key))
+	if err != nil || string(got) != "hello" {
+		t.Errorf("object file holds %q, %v", got, err)
+	}
+}
+
+func TestTempFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	key := backendtest.NewKey()
+	if err := l.Save(ctx, key, []byte("object")); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash in the middle of Save leaves behind.
+	fanout := filepath.Join(dir, key[0:2], key[2:4])
+	tmp := filepath.Join(fanout, ".tmp-"+key+"-123456")
+	if err := os.WriteFile(tmp, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Strangers are neither listed nor removed.
+	stranger := filepath.Join(fanout, "README")
+	if err := os.WriteFile(stranger, []byte("not an object"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var listed []string
+	if err := l.List(ctx, func(k string, _ int64) error { listed = append(listed, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != key {
+		t.Errorf("List = %q, want [%s]", listed, key)
+	}
+
+	if err := l.CleanTemp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temp file survived CleanTemp: %v", err)
+	}
+	if _, err := os.Stat(stranger); err != nil {
+		t.Errorf("CleanTemp removed a non-temp file: %v", err)
+	}
+
+	// New cleans too.
+	if err := os.WriteFile(tmp, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newLocal(t, dir)
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temp file survived New: %v", err)
+	}
+	if got, err := l.Load(ctx, key, 0, -1); err != nil || string(got) != "object" {
+		t.Errorf("Load after cleaning = %q, %v", got, err)
+	}
+}
+
+func TestInvalidKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	for _, key := range []string{"", ".", "..", "abc", "ab/cd", "../../etc", "abcd/..", "ab..cd", "ab.c", "abcd\x00", "/abcd"} {
+		if err := l.Save(ctx, key, []byte("x")); !errors.Is(err, backend.ErrInvalidKey) {
+			t.Errorf("Save(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		if _, err := l.Load(ctx, key, 0, -1); !errors.Is(err, backend.ErrInvalidKey) {
+			t.Errorf("Load(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		if _, err := l.Stat(ctx, key); !errors.Is(err, backend.ErrInvalidKey) {
+			t.Errorf("Stat(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		if err := l.Delete(ctx, key); !errors.Is(err, backend.ErrInvalidKey) {
+			t.Errorf("Delete(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("invalid keys created %d entries in %s", len(entries), dir)
+	}
+}
+
+// TestNoSpace fills a 1 MiB tmpfs. It needs root; it fails rather than
+// skips without it, so a CI without privileges notices.
+func TestNoSpace(t *testing.T) {
+	ctx := context.Background()
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+	l := newLocal(t, mnt)
+
+	small := backendtest.NewKey()
+	if err := l.Save(ctx, small, []byte("fits")); err != nil {
+		t.Fatal(err)
+	}
+	big := backendtest.NewKey()
+	err := l.Save(ctx, big, bytes.Repeat([]byte("x"), 2<<20))
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("Save of 2 MiB into 1 MiB = %v, want ErrNoSpace", err)
+	}
+	t.Logf("Save: %v", err)
+	if _, err := l.Stat(ctx, big); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Stat after failed Save = %v, want ErrNotFound", err)
+	}
+	// The temp file is gone, so the space is free again.
+	err = filepath.WalkDir(mnt, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+			t.Errorf("temp file left: %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctx, backendtest.NewKey(), bytes.Repeat([]byte("y"), 512<<10)); err != nil {
+		t.Errorf("Save of 512 KiB after failure: %v", err)
+	}
+	if got, err := l.Load(ctx, small, 0, -1); err != nil || string(got) != "fits" {
+		t.Errorf("Load(small) = %q, %v", got, err)
+	}
+}

@@ -1,0 +1,442 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/pfs-project/pfs/chunkstore"
+)
+
+const testChunk = 64 << 10
+
+func openTest(t *testing.T, dir string, mem int64) *Engine {
+	t.Helper()
+	cfg := DefaultConfig(dir)
+	cfg.ChunkSize = testChunk
+	cfg.Memory = mem
+	cfg.Workers = 4
+	e, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+func createFile(t *testing.T, e *Engine, name string) *Handle {
+	t.Helper()
+	ctx := context.Background()
+	a, err := e.Create(ctx, RootIno, name, 0o644, 0, 0, 0)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	h, err := e.OpenFile(ctx, a.Ino)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	return h
+}
+
+func readAll(t *testing.T, h *Handle) []byte {
+	t.Helper()
+	buf := make([]byte, h.Size()+10)
+	n, err := h.ReadAt(context.Background(), buf, 0)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return buf[:n]
+}
+
+// TestRandomOpsAgainstModel writes, truncates, flushes and reads a file at
+// random and compares every read with a plain byte slice, then reopens the
+// store and compares again, so data must come back from parts.
+func TestRandomOpsAgainstModel(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 8*testChunk)
+	h := createFile(t, e, "f")
+	ino := h.Ino()
+	rng := rand.New(rand.NewPCG(7, 9))
+	var model []byte
+	for op := 0; op < 600; op++ {
+		switch r := rng.IntN(10); {
+		case r < 6:
+			off := rng.IntN(6 * testChunk)
+			n := 1 + rng.IntN(testChunk*2)
+			if rng.IntN(3) == 0 {
+				n = 1 + rng.IntN(4096)
+			}
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
+				t.Fatal(err)
+			}
+			if off+n > len(model) {
+				model = append(model, make([]byte, off+n-len(model))...)
+			}
+			copy(model[off:], p)
+		case r < 7:
+			size := rng.IntN(7 * testChunk)
+			s := uint64(size)
+			if _, err := e.SetAttr(ctx, ino, SetAttrIn{Size: &s}); err != nil {
+				t.Fatal(err)
+			}
+			if size < len(model) {
+				model = model[:size]
+			} else {
+				model = append(model, make([]byte, size-len(model))...)
+			}
+		case r < 8:
+			if err := h.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			off := rng.IntN(len(model) + 1)
+			n := rng.IntN(3 * testChunk)
+			buf := make([]byte, n)
+			got, err := h.ReadAt(ctx, buf, int64(off))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := model[off:min(off+n, len(model))]
+			if !bytes.Equal(buf[:got], want) {
+				t.Fatalf("op %d: read %d@%d: mismatch (got %d bytes, want %d)", op, n, off, got, len(want))
+			}
+		}
+	}
+	if got := readAll(t, h); !bytes.Equal(got, model) {
+		t.Fatalf("final read mismatch: %d vs %d bytes", len(got), len(model))
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e2 := openTest(t, dir, 8*testChunk)
+	h2, err := e2.OpenFile(ctx, ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release(ctx)
+	if got := readAll(t, h2); !bytes.Equal(got, model) {
+		t.Fatalf("after reopen: mismatch: %d vs %d bytes", len(got), len(model))
+	}
+	rep, err := e2.Fsck(ctx, FsckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Fatalf("fsck found problems: %v", rep.Problems)
+	}
+}
+
+// TestMemoryCapBackpressure writes a file 40 times the cap and checks the
+// cap is never exceeded and the content survives.
+func TestMemoryCapBackpressure(t *testing.T) {
+	ctx := context.Background()
+	const mem = 4 * testChunk
+	e := openTest(t, t.TempDir(), mem)
+	h := createFile(t, e, "big")
+	block := make([]byte, 48<<10)
+	var peak int64
+	for i := 0; i < 40*mem/len(block); i++ {
+		for j := range block {
+			block[j] = byte(i + j)
+		}
+		if _, err := h.WriteAt(ctx, block, int64(i*len(block))); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, e.MemoryUsed())
+	}
+	if err := h.Fsync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if peak > mem {
+		t.Fatalf("memory used %d exceeds the cap %d", peak, mem)
+	}
+	buf := make([]byte, len(block))
+	for i := 0; i < 40*mem/len(block); i++ {
+		if _, err := h.ReadAt(ctx, buf, int64(i*len(block))); err != nil {
+			t.Fatal(err)
+		}
+		for j := range buf {
+			if buf[j] != byte(i+j) {
+				t.Fatalf("block %d byte %d: got %d want %d", i, j, buf[j], byte(i+j))
+			}
+		}
+		if u := e.MemoryUsed(); u > mem {
+			t.Fatalf("memory used %d exceeds the cap %d while reading", u, mem)
+		}
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentWriters has several goroutines write disjoint files and
+// shared-file regions at once (run with -race).
+func TestConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 6*testChunk)
+	shared := createFile(t, e, "shared")
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := e.Create(ctx, RootIno, "own"+string(rune('a'+w)), 0o644, 0, 0, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			h, err := e.OpenFile(ctx, a.Ino)
+			if err != nil {
+				errs <- err
+				return
+			}
+			p := bytes.Repeat([]byte{byte(w)}, 3*testChunk+17)
+			if _, err := h.WriteAt(ctx, p, 0); err != nil {
+				errs <- err
+			}
+			if _, err := shared.WriteAt(ctx, p[:testChunk/2], int64(w*testChunk/2)); err != nil {
+				errs <- err
+			}
+			got := make([]byte, len(p))
+			if n, err := h.ReadAt(ctx, got, 0); err != nil || n != len(p) || !bytes.Equal(got, p) {
+				errs <- errors.New("own file read back wrong")
+			}
+			errs <- h.Release(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readAll(t, shared)
+	for w := 0; w < 8; w++ {
+		seg := got[w*testChunk/2 : (w+1)*testChunk/2]
+		if !bytes.Equal(seg, bytes.Repeat([]byte{byte(w)}, len(seg))) {
+			t.Fatalf("shared segment %d wrong", w)
+		}
+	}
+	if err := shared.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCorruptPartIsEIONotBytes flips one byte of a stored object: reads of
+// that chunk fail with ErrChecksum, other chunks still read, fsck reports
+// the file.
+func TestCorruptPartIsEIONotBytes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 8*testChunk)
+	h := createFile(t, e, "victim")
+	data := make([]byte, 3*testChunk)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := e.FileParts(ctx, h.Ino())
+	if err != nil || len(parts) != 3 {
+		t.Fatalf("parts: %v %v", parts, err)
+	}
+	ino := h.Ino()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	key := parts[1].Key
+	obj := filepath.Join(dir, "objects", key[:2], key[2:4], key)
+	b, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[100] ^= 1
+	if err := os.WriteFile(obj, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openTest(t, dir, 8*testChunk)
+	h2, err := e2.OpenFile(ctx, ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release(ctx)
+	buf := make([]byte, 10)
+	if _, err := h2.ReadAt(ctx, buf, testChunk+5); !errors.Is(err, chunkstore.ErrChecksum) {
+		t.Fatalf("read of corrupt chunk: got %v, want ErrChecksum", err)
+	}
+	if n, err := h2.ReadAt(ctx, buf, 2*testChunk); err != nil || n != 10 || !bytes.Equal(buf, data[2*testChunk:2*testChunk+10]) {
+		t.Fatalf("read of healthy chunk: %d %v", n, err)
+	}
+	rep, err := e2.Fsck(ctx, FsckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Kind != "checksum" || rep.Problems[0].Path != "/victim" || rep.Problems[0].Offset != testChunk {
+		t.Fatalf("fsck problems: %v", rep.Problems)
+	}
+}
+
+// TestUnlinkOpenFile keeps an unlinked file readable until its last
+// handle closes, then frees its parts.
+func TestUnlinkOpenFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 8*testChunk)
+	h := createFile(t, e, "tmp")
+	data := bytes.Repeat([]byte("x"), 2*testChunk)
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Unlink(ctx, RootIno, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Lookup(ctx, RootIno, "tmp"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup after unlink: %v", err)
+	}
+	if got := readAll(t, h); !bytes.Equal(got, data) {
+		t.Fatal("unlinked open file not readable")
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := e.cs.Backend().List(ctx, func(string, int64) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d objects left after the last close of an unlinked file", n)
+	}
+}
+
+func TestNamespace(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	d, err := e.Mkdir(ctx, RootIno, "d", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Mkdir(ctx, RootIno, "d", 0o755, 0, 0); !errors.Is(err, ErrExists) {
+		t.Fatalf("mkdir twice: %v", err)
+	}
+	f, err := e.Create(ctx, d.Ino, "f", 0o600, 1, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Link(ctx, f.Ino, RootIno, "hard"); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.GetAttr(ctx, f.Ino); a.Nlink != 2 {
+		t.Fatalf("nlink %d want 2", a.Nlink)
+	}
+	if err := e.Rmdir(ctx, RootIno, "d"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("rmdir non-empty: %v", err)
+	}
+	if err := e.Rename(ctx, d.Ino, "f", RootIno, "hard", 0); err != nil {
+		t.Fatalf("rename onto own hard link: %v", err)
+	}
+	if _, err := e.Symlink(ctx, RootIno, "s", "/target", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Rename(ctx, RootIno, "s", d.Ino, "f", RenameExchange); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := e.Resolve(ctx, "/d/f"); err != nil || a.Target != "/target" {
+		t.Fatalf("exchange: %v %v", a, err)
+	}
+	if a, err := e.Resolve(ctx, "/s"); err != nil || a.Ino != f.Ino {
+		t.Fatalf("exchange: %v %v", a, err)
+	}
+	if err := e.Rename(ctx, RootIno, "s", RootIno, "hard", RenameNoReplace); !errors.Is(err, ErrExists) {
+		t.Fatalf("noreplace: %v", err)
+	}
+	if err := e.SetXattr(ctx, f.Ino, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.GetXattr(ctx, f.Ino, "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("xattr: %q %v", v, err)
+	}
+	if _, err := e.GetXattr(ctx, f.Ino, "user.none"); !errors.Is(err, ErrNoAttr) {
+		t.Fatalf("missing xattr: %v", err)
+	}
+	var names []string
+	if err := e.Walk(ctx, "/", func(p string, a *Attr) error { names = append(names, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/", "/d", "/d/f", "/hard", "/s"}
+	if len(names) != len(want) {
+		t.Fatalf("walk: %v want %v", names, want)
+	}
+	for i := range want {
+		if names[i] != want[i] {
+			t.Fatalf("walk: %v want %v", names, want)
+		}
+	}
+	if _, err := e.Create(ctx, RootIno, string(bytes.Repeat([]byte("n"), 256)), 0o644, 0, 0, 0); !errors.Is(err, ErrNameTooLong) {
+		t.Fatalf("long name: %v", err)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	openTest(t, dir, 8*testChunk)
+	cfg := DefaultConfig(dir)
+	_, err := Open(context.Background(), cfg)
+	var le *LockedError
+	if !errors.As(err, &le) || le.Pid != os.Getpid() {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestSeekDataHole(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "sparse")
+	defer h.Release(ctx)
+	if _, err := h.WriteAt(ctx, []byte("x"), 3*testChunk+5); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("y"), 5*testChunk); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := h.SeekData(ctx, 0); err != nil || off != 3*testChunk {
+		t.Fatalf("SeekData(0) = %d, %v", off, err)
+	}
+	if off, err := h.SeekHole(ctx, 3*testChunk); err != nil || off != 4*testChunk {
+		t.Fatalf("SeekHole = %d, %v", off, err)
+	}
+	if off, err := h.SeekData(ctx, 4*testChunk); err != nil || off != 5*testChunk {
+		t.Fatalf("SeekData(4c) = %d, %v", off, err)
+	}
+	if off, err := h.SeekHole(ctx, 5*testChunk); err != nil || off != 5*testChunk+1 {
+		t.Fatalf("SeekHole(5c) = %d, %v", off, err)
+	}
+	if _, err := h.SeekData(ctx, 6*testChunk); !errors.Is(err, ErrNoData) {
+		t.Fatalf("SeekData past end: %v", err)
+	}
+}
