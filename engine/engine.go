@@ -45,6 +45,11 @@ type Config struct {
 	Memory      int64  // cap on all buffered and cached chunk data, bytes
 	ReadOnly    bool
 	Holder      string // written to the lock file, e.g. "mounted at /mnt/x"
+	// Backend is where parts go, for a new store: "" or "local" (objects/
+	// inside the store) or "s3://bucket/prefix". An existing store keeps
+	// its own; naming another is refused.
+	Backend string
+	S3      S3Options // for an s3:// backend of a new store
 	Logger      *slog.Logger
 }
 

@@ -14,7 +14,9 @@ import (
 	"syscall"
 
 	"github.com/pfs-project/pfs/chunkstore"
+	"github.com/pfs-project/pfs/chunkstore/backend"
 	"github.com/pfs-project/pfs/chunkstore/backend/local"
+	"github.com/pfs-project/pfs/chunkstore/backend/s3"
 	"github.com/pfs-project/pfs/registry"
 )
 
@@ -32,10 +34,21 @@ const (
 // Format is the store's format record, written once when the store is
 // created. Settings in it cannot change afterwards.
 type Format struct {
-	Version     int    `json:"version"`
-	ChunkSize   int64  `json:"chunk_size"`
-	Compression string `json:"compression"`
-	Backend     string `json:"backend"`
+	Version     int        `json:"version"`
+	ChunkSize   int64      `json:"chunk_size"`
+	Compression string     `json:"compression"`
+	Backend     string     `json:"backend"` // "local" or "s3://bucket/prefix"
+	S3          *S3Options `json:"s3,omitempty"`
+}
+
+// S3Options say how to reach an S3-compatible service. Credentials are
+// never stored: they come from the standard AWS_* environment variables or
+// the shared credentials file at every mount.
+type S3Options struct {
+	Endpoint  string `json:"endpoint"` // host[:port]; "" is AWS
+	Region    string `json:"region,omitempty"`
+	PathStyle bool   `json:"path_style,omitempty"`
+	NoSSL     bool   `json:"no_ssl,omitempty"`
 }
 
 // registryMemory is what Badger may use for memtables and caches; it is
@@ -82,9 +95,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
-	be, err := local.New(filepath.Join(dir, objectsDir))
+	be, err := openBackend(ctx, dir, e.format)
 	if err != nil {
-		return nil, fmt.Errorf("store %s: objects: %w", dir, err)
+		return nil, err
 	}
 	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
 		_ = be.Close()
@@ -194,7 +207,19 @@ func loadFormat(dir string, cfg Config) (Format, error) {
 		if cfg.ReadOnly {
 			return Format{}, fmt.Errorf("store %s: no %s", dir, formatFile)
 		}
-		f := Format{Version: FormatVersion, ChunkSize: cfg.ChunkSize, Compression: cfg.Compression, Backend: "local"}
+		f := Format{Version: FormatVersion, ChunkSize: cfg.ChunkSize, Compression: cfg.Compression, Backend: cfg.Backend}
+		switch {
+		case f.Backend == "":
+			f.Backend = "local"
+		case strings.HasPrefix(f.Backend, "s3://"):
+			if _, err := s3.ParseURL(f.Backend); err != nil {
+				return Format{}, fmt.Errorf("%w: backend: %v", ErrInvalid, err)
+			}
+			o := cfg.S3
+			f.S3 = &o
+		case f.Backend != "local":
+			return Format{}, fmt.Errorf("%w: backend %q: want local or s3://bucket/prefix", ErrInvalid, f.Backend)
+		}
 		if f.ChunkSize == 0 {
 			f.ChunkSize = DefaultChunkSize
 		}
@@ -225,7 +250,9 @@ func loadFormat(dir string, cfg Config) (Format, error) {
 		return Format{}, fmt.Errorf("%w: store %s has chunk size %d; it cannot change to %d", ErrInvalid, dir, f.ChunkSize, cfg.ChunkSize)
 	case cfg.Compression != "" && cfg.Compression != f.Compression:
 		return Format{}, fmt.Errorf("%w: store %s uses compression %s; it cannot change to %s", ErrInvalid, dir, f.Compression, cfg.Compression)
-	case f.Backend != "local":
+	case cfg.Backend != "" && cfg.Backend != f.Backend:
+		return Format{}, fmt.Errorf("%w: store %s uses backend %s; it cannot change to %s", ErrInvalid, dir, f.Backend, cfg.Backend)
+	case f.Backend != "local" && !strings.HasPrefix(f.Backend, "s3://"):
 		return Format{}, fmt.Errorf("store %s uses backend %q, which this pfs cannot open", dir, f.Backend)
 	}
 	return f, nil
@@ -268,3 +295,29 @@ func (e *Engine) ChunkSize() int64 { return e.chunkSize }
 
 // Format returns the store's format record.
 func (e *Engine) Format() Format { return e.format }
+
+// openBackend opens where the store's parts live.
+func openBackend(ctx context.Context, dir string, f Format) (backend.Backend, error) {
+	if f.Backend == "local" {
+		be, err := local.New(filepath.Join(dir, objectsDir))
+		if err != nil {
+			return nil, fmt.Errorf("store %s: objects: %w", dir, err)
+		}
+		return be, nil
+	}
+	cfg, err := s3.ParseURL(f.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	if o := f.S3; o != nil {
+		if o.Endpoint != "" {
+			cfg.Endpoint = o.Endpoint
+		}
+		cfg.Region, cfg.PathStyle, cfg.UseSSL = o.Region, o.PathStyle, !o.NoSSL
+	}
+	be, err := s3.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: backend %s: %w", dir, f.Backend, err)
+	}
+	return be, nil
+}
