@@ -428,7 +428,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 			}
 			boundary++
 		}
-		g, m, err := deleteChunks(tx, ino, boundary, 1000)
+		g, m, err := deleteChunks(tx, ino, boundary, chunkBatch)
 		garbage, more = append(garbage, g...), m
 		return err
 	})
@@ -439,7 +439,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 	for more {
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			var err error
-			garbage, more, err = deleteChunks(tx, ino, boundary, 1000)
+			garbage, more, err = deleteChunks(tx, ino, boundary, chunkBatch)
 			return err
 		})
 		if err != nil {
@@ -485,7 +485,7 @@ func (e *Engine) purge(ctx context.Context, ino Ino) error {
 		more := false
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			var err error
-			garbage, more, err = deleteChunks(tx, ino, 0, 1000)
+			garbage, more, err = deleteChunks(tx, ino, 0, chunkBatch)
 			if err != nil || more {
 				return err
 			}
@@ -557,3 +557,8 @@ func (e *Engine) collect(ctx context.Context) error {
 	}
 	return nil
 }
+
+// chunkBatch bounds the chunk maps one transaction deletes: each can touch
+// up to maxSlices+1 part records, and Badger refuses transactions of more
+// than about 9 600 writes with the registry's memory budget.
+const chunkBatch = 200

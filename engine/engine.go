@@ -50,7 +50,7 @@ type Config struct {
 	// its own; naming another is refused.
 	Backend string
 	S3      S3Options // for an s3:// backend of a new store
-	Logger      *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Timings of background work.

@@ -17,5 +17,14 @@ var ErrTooBig = errors.New("transaction too big")
 // after the bounded number of retries.
 var ErrConflict = errors.New("transaction conflict")
 
-// ErrCorrupt is returned when a stored value cannot be decoded.
+// ErrCorrupt is returned when a stored value cannot be decoded, or when
+// Open finds the Badger files damaged.
 var ErrCorrupt = errors.New("corrupt registry value")
+
+// ErrReadOnly is returned by Update and by writes when the registry was
+// opened with Options.ReadOnly, or by a write inside View.
+var ErrReadOnly = errors.New("registry is read-only")
+
+// ErrStop is returned by a callback to end an iteration early; the
+// iterating method then returns nil.
+var ErrStop = errors.New("stop iteration")

@@ -1,0 +1,90 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
+)
+
+// checkTables opens every table listed in the manifest of the Badger
+// directory o.Dir the way badger.Open does, and returns an error wrapping
+// ErrCorrupt for the first one that fails or panics.
+//
+// badger.Open opens tables in goroutines of its own, and a table with a
+// damaged footer makes those panic (table.(*Table).initBiggestAndSmallest
+// re-panics whatever initIndex hit), which no recover in our goroutine can
+// catch. Opening the tables here first turns that into an error, for the
+// price of reading each table's index and last block once more at Open.
+func checkTables(o badger.Options) error {
+	f, err := os.Open(filepath.Join(o.Dir, badger.ManifestFilename))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a new registry, or badger.Open will say what is missing
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, err := replayManifest(f, o)
+	if err != nil {
+		return nil // badger.Open reports a bad manifest as an error itself
+	}
+	for id, tm := range m.Tables {
+		if tm.KeyID != 0 {
+			continue // encrypted; we never encrypt, so badger.Open will refuse it
+		}
+		topts := table.Options{
+			ReadOnly:    true,
+			BlockSize:   o.BlockSize,
+			Compression: tm.Compression,
+			ChkMode:     options.NoVerification,
+		}
+		if err := checkTable(table.NewFilename(id, o.Dir), topts); err != nil {
+			return fmt.Errorf("table %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func replayManifest(f *os.File, o badger.Options) (m badger.Manifest, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("manifest: %v", p)
+		}
+	}()
+	m, _, err = badger.ReplayManifestFile(f, o.ExternalMagicVersion, o)
+	return m, err
+}
+
+// checkTable opens and closes one table file without modifying it.
+func checkTable(name string, topts table.Options) (err error) {
+	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		// Missing, or compacted away by a process that holds the lock;
+		// badger.Open reports either.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, ErrCorrupt)
+	}
+	// OpenTable owns mf but does not close it on every error. Close the
+	// mapping directly: Table.DecrRef would delete the file.
+	defer func() {
+		_ = mf.Close(-1)
+		if p := recover(); p != nil {
+			// The panic value spans lines; keep the error on one.
+			msg := strings.Join(strings.Fields(fmt.Sprint(p)), " ")
+			err = fmt.Errorf("%s: %s: %w", name, msg, ErrCorrupt)
+		}
+	}()
+	if _, err := table.OpenTable(mf, topts); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrCorrupt)
+	}
+	return nil
+}

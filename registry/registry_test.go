@@ -1,0 +1,326 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root *Inode
+	p := &Part{ID: uuid.New(), Key: "k", Status: PartPending}
+	update(t, r, func(tx *Tx) (err error) {
+		if root, err = tx.GetInode(RootIno); err != nil {
+			return err
+		}
+		if err := tx.PutDirent(RootIno, Dirent{Name: "f", Ino: 2}); err != nil {
+			return err
+		}
+		if err := tx.PutChunk(2, 3, Chunk{{Part: p.ID, Len: 5}}); err != nil {
+			return err
+		}
+		return tx.PutPart(p)
+	})
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(r *Registry) {
+		t.Helper()
+		view(t, r, func(tx *Tx) error {
+			got, err := tx.GetInode(RootIno)
+			if err != nil {
+				return err
+			}
+			if *got != *root {
+				t.Errorf("root changed on reopen: %+v, was %+v", got, root)
+			}
+			if _, err := tx.Lookup(RootIno, "f"); err != nil {
+				return err
+			}
+			if c, err := tx.GetChunk(2, 3); err != nil || len(c) != 1 {
+				t.Errorf("GetChunk = %v, %v", c, err)
+			}
+			if ids := garbage(t, r); len(ids) != 1 || ids[0] != p.ID {
+				t.Errorf("garbage = %v", ids)
+			}
+			return nil
+		})
+	}
+	r, err = Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(r)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err = Open(Options{Dir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	check(r)
+	if err := r.Update(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Update on a read-only registry = %v, want ErrReadOnly", err)
+	}
+	if err := r.Sync(); err != nil {
+		t.Errorf("Sync on a read-only registry = %v", err)
+	}
+}
+
+func TestOpenDamaged(t *testing.T) {
+	for _, pattern := range []string{"MANIFEST", "*.sst", "*.vlog", "KEYREGISTRY"} {
+		t.Run(pattern, func(t *testing.T) {
+			dir := t.TempDir()
+			r, err := Open(Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			update(t, r, func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "f", Ino: 2}) })
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, pattern))
+			if len(files) == 0 {
+				t.Skipf("no %s file", pattern)
+			}
+			for _, f := range files {
+				garbage := make([]byte, 4096)
+				for i := range garbage {
+					garbage[i] = byte(i*7 + 3)
+				}
+				if err := os.WriteFile(f, garbage, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err = Open(Options{Dir: dir})
+			if err != nil {
+				t.Logf("open: %v", err)
+				return
+			}
+			// Badger may recover from some damage (e.g. a truncated WAL);
+			// then the registry must still work.
+			t.Logf("opened despite damaged %s", pattern)
+			_ = r.View(context.Background(), func(tx *Tx) error { _, err := tx.GetInode(RootIno); return err })
+			_ = r.Close()
+		})
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	for name, opts := range map[string]Options{
+		"NoDir":              {},
+		"TinyBudget":         {InMemory: true, MemoryBudget: 1 << 20},
+		"InMemoryReadOnly":   {InMemory: true, ReadOnly: true},
+		"ReadOnlyMissingDir": {Dir: filepath.Join(t.TempDir(), "missing"), ReadOnly: true},
+	} {
+		if r, err := Open(opts); err == nil {
+			r.Close()
+			t.Errorf("%s: Open succeeded", name)
+		}
+	}
+	r, err := Open(Options{InMemory: true, MemoryBudget: MinMemoryBudget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
+
+func TestConcurrentNextIno(t *testing.T) {
+	r := newRegistry(t)
+	const workers, per = 4, 300
+	got := make([][]Ino, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range per {
+				var ino Ino
+				err := r.Update(context.Background(), func(tx *Tx) (err error) {
+					ino, err = tx.NextIno()
+					return err
+				})
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				got[w] = append(got[w], ino)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[Ino]bool{RootIno: true}
+	for w := range workers {
+		if errs[w] != nil {
+			t.Fatalf("worker %d: %v", w, errs[w])
+		}
+		for _, ino := range got[w] {
+			if seen[ino] {
+				t.Fatalf("ino %d allocated twice", ino)
+			}
+			seen[ino] = true
+		}
+	}
+	if len(seen) != workers*per+1 {
+		t.Errorf("%d inos, want %d", len(seen)-1, workers*per)
+	}
+}
+
+func TestUpdateConflict(t *testing.T) {
+	r := newRegistry(t)
+	ctx := context.Background()
+	attempts := 0
+	err := r.Update(ctx, func(tx *Tx) error {
+		attempts++
+		if _, err := tx.NextIno(); err != nil {
+			return err
+		}
+		// A concurrent writer commits the counter before every commit.
+		return r.Update(ctx, func(tx *Tx) error { _, err := tx.NextIno(); return err })
+	})
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("Update = %v, want ErrConflict", err)
+	}
+	if attempts != maxAttempts {
+		t.Errorf("%d attempts, want %d", attempts, maxAttempts)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	attempts = 0
+	err = r.Update(ctx, func(tx *Tx) error {
+		attempts++
+		cancel()
+		if _, err := tx.NextIno(); err != nil {
+			return err
+		}
+		return r.Update(context.Background(), func(tx *Tx) error { _, err := tx.NextIno(); return err })
+	})
+	if !errors.Is(err, context.Canceled) || attempts != 1 {
+		t.Errorf("cancelled Update = %v after %d attempts, want context.Canceled after 1", err, attempts)
+	}
+	if err := r.View(ctx, func(*Tx) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled View = %v", err)
+	}
+}
+
+func TestUpdateTooBig(t *testing.T) {
+	r := newRegistry(t)
+	c := Chunk{{Part: uuid.New(), Len: 1}}
+	attempts := 0
+	err := r.Update(context.Background(), func(tx *Tx) error {
+		attempts++
+		for i := range uint64(1_000_000) {
+			if err := tx.PutChunk(2, i, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrTooBig) {
+		t.Fatalf("Update = %v, want ErrTooBig", err)
+	}
+	if attempts != 1 {
+		t.Errorf("too big transaction ran %d times", attempts)
+	}
+	view(t, r, func(tx *Tx) error {
+		if _, ok, err := tx.LastChunk(2); ok || err != nil {
+			t.Errorf("a failed transaction left chunks: %v, %v", ok, err)
+		}
+		return nil
+	})
+}
+
+func TestSyncInMemory(t *testing.T) {
+	r := newRegistry(t)
+	done := make(chan error, 1)
+	go func() { done <- r.Sync() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sync hung")
+	}
+}
+
+// copyDir copies the files of a Badger directory, as a kill -9 would leave
+// them if taken while the registry is open.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func TestCrash(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	update(t, r, func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "f", Ino: 2}) })
+
+	// Without Sync or Close, a committed transaction is in the files.
+	crashed := copyDir(t, dir)
+	r2, err := Open(Options{Dir: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view(t, r2, func(tx *Tx) error { _, err := tx.Lookup(RootIno, "f"); return err })
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A damaged write-ahead log is an error or is truncated, never a panic.
+	damaged := copyDir(t, dir)
+	mems, _ := filepath.Glob(filepath.Join(damaged, "*.mem"))
+	if len(mems) == 0 {
+		t.Fatal("no memtable WAL in an open registry")
+	}
+	for _, f := range mems {
+		fh, err := os.OpenFile(f, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fh.WriteAt(make([]byte, 64), 20); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+	}
+	if r3, err := Open(Options{Dir: damaged}); err != nil {
+		t.Logf("open: %v", err)
+	} else {
+		_ = r3.View(context.Background(), func(tx *Tx) error { _, err := tx.Lookup(RootIno, "f"); return err })
+		r3.Close()
+	}
+}
