@@ -227,6 +227,47 @@ func (c *chunkCache) dropFile(ino Ino, from uint64) {
 // memory cap it holds, and on a bad part an error naming file, offset and
 // part (and marks the part corrupt).
 func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, error) {
+	for attempt := 0; ; attempt++ {
+		data, mem, ch, err := e.loadChunkOnce(ctx, ino, idx, wait)
+		if err == nil || !errors.Is(err, chunkstore.ErrNotFound) || attempt == 3 {
+			return data, mem, err
+		}
+		// A commit may have replaced the chunk's map and deleted the part
+		// between our read of the map and the load: only a part that is
+		// still in the current map is really missing.
+		var now registry.Chunk
+		if verr := e.reg.View(ctx, func(tx *registry.Tx) error {
+			var err error
+			now, err = tx.GetChunk(ino, idx)
+			return err
+		}); verr != nil || sameChunk(now, ch) {
+			return nil, 0, e.reportMissing(ctx, err)
+		}
+	}
+}
+
+// missingPart carries a missing part's details from loadChunkOnce to the
+// caller, which logs it only once it knows the part is really gone.
+type missingPart struct {
+	ino Ino
+	idx uint64
+	s   registry.Slice
+	p   *registry.Part
+	err error
+}
+
+func (m *missingPart) Error() string { return m.err.Error() }
+func (m *missingPart) Unwrap() error { return m.err }
+
+func (e *Engine) reportMissing(ctx context.Context, err error) error {
+	var m *missingPart
+	if errors.As(err, &m) {
+		return e.partFailed(ctx, m.ino, m.idx, m.s, m.p, m.err)
+	}
+	return err
+}
+
+func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, registry.Chunk, error) {
 	var ch registry.Chunk
 	parts := map[[16]byte]*registry.Part{}
 	err := e.reg.View(ctx, func(tx *registry.Tx) error {
@@ -247,10 +288,10 @@ func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) 
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	if len(ch) == 0 {
-		return nil, 0, nil
+		return nil, 0, nil, nil
 	}
 	end := 0
 	for _, s := range ch {
@@ -259,10 +300,10 @@ func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) 
 	var buf []byte
 	if wait {
 		if buf, err = e.getBuf(ctx); err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 	} else if buf = e.tryGetBuf(); buf == nil {
-		return nil, 0, errNoMemory
+		return nil, 0, nil, errNoMemory
 	}
 	buf = buf[:end]
 	clear(buf)
@@ -274,18 +315,21 @@ func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) 
 			data, err = e.cs.Load(ctx, partMeta(p))
 			if err != nil {
 				e.putChunkData(buf, e.chunkSize)
-				return nil, 0, e.partFailed(ctx, ino, idx, s, p, err)
+				if errors.Is(err, chunkstore.ErrNotFound) {
+					return nil, 0, ch, &missingPart{ino, idx, s, p, err}
+				}
+				return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p, err)
 			}
 			if int(s.PartOff+s.Len) > len(data) {
 				e.putChunkData(buf, e.chunkSize)
-				return nil, 0, e.partFailed(ctx, ino, idx, s, p,
+				return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p,
 					fmt.Errorf("part %s: slice %d+%d beyond its %d bytes: %w", p.Key, s.PartOff, s.Len, len(data), chunkstore.ErrChecksum))
 			}
 			loaded[s.Part] = data
 		}
 		copy(buf[s.Off:s.Off+s.Len], data[s.PartOff:s.PartOff+s.Len])
 	}
-	return buf, e.chunkSize, nil
+	return buf, e.chunkSize, ch, nil
 }
 
 // errNoMemory tells read-ahead that the cap was full; it is never returned
