@@ -51,9 +51,12 @@ type S3Options struct {
 	NoSSL     bool   `json:"no_ssl,omitempty"`
 }
 
-// registryMemory is what Badger may use for memtables and caches; it is
-// part of the fixed overhead on top of the chunk memory cap.
-const registryMemory = 24 << 20
+// registryMemory is what Badger may use for memtables and caches: an
+// eighth of the chunk cap, between 8 and 64 MiB. It is part of the
+// overhead on top of the cap, so a small cap gets a small registry.
+func registryMemory(chunkCap int64) int64 {
+	return min(max(chunkCap/8, 8<<20), 64<<20)
+}
 
 // Open opens (creating if needed) the store in cfg.Dir and takes its lock.
 // A second process opening the same store gets an error wrapping
@@ -105,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if e.reg, err = registry.Open(registry.Options{
 		Dir:          filepath.Join(dir, registryDir),
-		MemoryBudget: registryMemory,
+		MemoryBudget: registryMemory(cfg.Memory),
 		ReadOnly:     cfg.ReadOnly,
 		Logger:       log,
 	}); err != nil {
