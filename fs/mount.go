@@ -1,0 +1,168 @@
+// Package fs serves an engine over FUSE. It is the only package that
+// imports go-fuse: each kernel request becomes one engine call, and engine
+// errors become errnos in one place (toErrno).
+//
+// The kernel does most of POSIX for us, because the mount uses
+// default_permissions: it checks mode bits and ownership for every uid,
+// applies the umask to new files, and clears setuid/setgid on write and
+// chown by sending a SETATTR (go-fuse does not ask for
+// FUSE_HANDLE_KILLPRIV). This package adds what only the file system can
+// know: owners of new files from the caller, setgid directory inheritance,
+// and directory listings that page through the engine instead of loading
+// a directory at once.
+//
+// # Interrupts
+//
+// Requests ignore FUSE_INTERRUPT: each handler drops the cancellation of
+// its context (uninterruptible) before calling the engine. The kernel
+// sends an interrupt for any signal that arrives while a process waits on
+// a request, and go-fuse cancels the context. Honouring it would turn
+// harmless signals into EINTR from open, write or rename on a regular
+// file, which programs do not expect and SA_RESTART does not retry; every
+// Go program gets such signals all the time (SIGURG, for goroutine
+// preemption). Worse, an interrupted Create could commit the file and
+// still report EINTR. A fatal signal needs no help from us: the kernel
+// stops waiting for the reply and the process dies, as NFS does since it
+// dropped the "intr" option. The engine's work then finishes unobserved.
+package fs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/pfs-project/pfs/engine"
+)
+
+// Options configures Mount.
+type Options struct {
+	ReadOnly   bool
+	AllowOther bool         // let users other than the mounter in (needs user_allow_other for non-root)
+	Debug      bool         // log every FUSE request and reply (go-fuse debug logging)
+	FsName     string       // source shown in /proc/mounts and df, e.g. the store dir
+	Logger     *slog.Logger // nil means slog.Default()
+}
+
+// Server is a mounted file system.
+type Server struct {
+	srv        *fuse.Server
+	mountpoint string
+}
+
+const (
+	// cacheTimeout is how long the kernel may trust entries, attributes
+	// and negative lookups. Only this mount changes the store (the store
+	// lock keeps other writers out) and the kernel invalidates what its own
+	// requests change, so staleness is bounded to changes the kernel cannot
+	// see, like the nlink of a hard link's other names.
+	cacheTimeout = time.Second
+
+	// maxWrite is the largest READ and WRITE request: 1 MiB, the kernel's
+	// maximum, so one request carries a quarter of a default chunk.
+	maxWrite = 1 << 20
+
+	// blockSize is st_blksize and the statfs block size.
+	blockSize = 4096
+)
+
+// Mount mounts e at mountpoint and returns once the kernel has finished
+// the mount (go-fuse WaitMount), so the caller may signal readiness. Serve
+// runs in the background until Unmount or an external umount; Wait blocks
+// until then. The caller closes the engine after Wait returns.
+func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	errLog.Store(log)
+
+	// go-fuse logs through the standard log package: mount fallbacks,
+	// handler panics and, with Debug, every request. All of it is wanted
+	// when it appears, so it goes to the logger at Warn.
+	goFuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+
+	f := &fsys{e: e, log: log}
+	root := &Node{fsys: f, ino: engine.RootIno}
+
+	timeout := cacheTimeout
+	mo := fuse.MountOptions{
+		Name:       "pfs", // fs type "fuse.pfs"
+		FsName:     opts.FsName,
+		AllowOther: opts.AllowOther,
+		Debug:      opts.Debug,
+		Logger:     goFuseLog,
+
+		// The kernel checks permissions against the mode bits we report,
+		// for every uid, so the engine never has to.
+		Options: []string{"default_permissions"},
+
+		// Larger requests mean fewer round trips per chunk. go-fuse sets
+		// max_read to the same value.
+		MaxWrite: maxWrite,
+		// Ask for readahead up to 1 MiB (the kernel may cap it lower) to
+		// keep sequential reads ahead of the application; the engine
+		// fetches whole chunks anyway.
+		MaxReadAhead: maxWrite,
+		// Background requests are readahead and async writes; the
+		// default of 12 starves the engine's worker pool on big copies.
+		MaxBackground: 64,
+
+		// Locks stay in the kernel: without FUSE_POSIX_LOCKS and
+		// FUSE_FLOCK_LOCKS the kernel keeps fcntl and flock locks locally,
+		// which is correct for a file system with one mount.
+		EnableLocks: false,
+
+		// As root, mount(2) directly: fusermount3 may not be installed.
+		// Not strict, so a non-root caller falls back to fusermount.
+		DirectMount: os.Geteuid() == 0,
+	}
+	if opts.ReadOnly {
+		// "ro" is a superblock flag the kernel parses for both mount(2)
+		// and fusermount; the engine refuses writes too.
+		mo.Options = append(mo.Options, "ro")
+	}
+
+	srv, err := fusefs.Mount(mountpoint, root, &fusefs.Options{
+		MountOptions: mo,
+		// fusefs.Mount with non-nil Options zeroes every timeout, so each
+		// is set here.
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		// Mode 0000 must stay 0000; go-fuse would otherwise report 0644.
+		NullPermissions: true,
+		RootStableAttr:  &fusefs.StableAttr{Ino: uint64(engine.RootIno)},
+		Logger:          goFuseLog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return &Server{srv: srv, mountpoint: mountpoint}, nil
+}
+
+// Wait blocks until the file system is unmounted.
+func (s *Server) Wait() { s.srv.Wait() }
+
+// Unmount unmounts the file system; Wait then returns. It fails with
+// EBUSY while files are open on the mount.
+func (s *Server) Unmount() error {
+	if err := s.srv.Unmount(); err != nil {
+		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
+	}
+	return nil
+}
+
+// fsys is the state shared by all nodes of one mount.
+type fsys struct {
+	e   *engine.Engine
+	log *slog.Logger
+}
+
+// uninterruptible returns ctx without its cancellation. Every request
+// handler starts with it; see "Interrupts" in the package comment.
+func uninterruptible(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
