@@ -369,7 +369,7 @@ func (e *Engine) partFailed(ctx context.Context, ino Ino, idx uint64, s registry
 			e.log.Warn("could not mark part corrupt", "part", p.Key, "err", uerr)
 		}
 	}
-	return fmt.Errorf("part %s (file offset %d): %w", p.Key, off, err)
+	return fmt.Errorf("file offset %d: %w", off, err)
 }
 
 func partMeta(p *registry.Part) chunkstore.PartMeta {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -740,6 +739,3 @@ func (e *Engine) Statfs(ctx context.Context) (Statfs, error) {
 	}
 	return Statfs{TotalBytes: total, FreeBytes: free, ChunkSize: uint32(e.chunkSize)}, nil
 }
-
-// uidGid returns the process's owner, for inodes the CLI creates.
-func uidGid() (uint32, uint32) { return uint32(os.Getuid()), uint32(os.Getgid()) }

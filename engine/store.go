@@ -73,11 +73,17 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", cfg.Dir, err)
 	}
-	if err := prepareDir(dir, cfg.ReadOnly); err != nil {
+	if err := makeDir(dir, cfg.ReadOnly); err != nil {
 		return nil, err
 	}
+	// Lock before looking inside: a process creating the store at the same
+	// moment must not be mistaken for a foreign non-empty directory.
 	lf, err := lockStore(dir, cfg.Holder, cfg.ReadOnly)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDir(dir); err != nil {
+		lf.Close()
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: log, dir: dir, lock: lf}
@@ -125,8 +131,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// prepareDir makes sure dir is a store directory or can become one.
-func prepareDir(dir string, readOnly bool) error {
+// makeDir makes sure dir exists and is a directory.
+func makeDir(dir string, readOnly bool) error {
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -142,6 +148,12 @@ func prepareDir(dir string, readOnly bool) error {
 	case !st.IsDir():
 		return fmt.Errorf("store %s: %w", dir, ErrNotDir)
 	}
+	return nil
+}
+
+// checkDir refuses a directory that is neither a store nor empty, so a
+// mistyped --store never scatters pfs files among someone's data.
+func checkDir(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, formatFile)); err == nil {
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -152,7 +164,10 @@ func prepareDir(dir string, readOnly bool) error {
 		return fmt.Errorf("store %s: %w", dir, err)
 	}
 	for _, de := range ents {
-		if de.Name() != lockFile && de.Name() != "pfs.log" {
+		switch de.Name() {
+		case lockFile, "pfs.log", registryDir, objectsDir:
+			// Left by a creation that failed before writing the format.
+		default:
 			return fmt.Errorf("store %s: not a pfs store (no %s) and not empty", dir, formatFile)
 		}
 	}
@@ -180,8 +195,10 @@ func lockStore(dir, holder string, readOnly bool) (*os.File, error) {
 	if holder == "" {
 		holder = "pfs " + filepath.Base(os.Args[0])
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = fmt.Fprintf(f, "%d\n%s\n", os.Getpid(), holder)
+	// Write in place, then cut: a reader never sees an empty file.
+	msg := fmt.Sprintf("%d\n%s\n", os.Getpid(), holder)
+	if _, err := f.WriteAt([]byte(msg), 0); err == nil {
+		_ = f.Truncate(int64(len(msg)))
 	}
 	return f, nil
 }
