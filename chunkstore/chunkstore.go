@@ -134,6 +134,15 @@ func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, er
 	return meta, nil
 }
 
+// LoadInto is Load reading into dst when the part is stored uncompressed
+// and fits in cap(dst); the result then shares dst's memory.
+func (s *Store) LoadInto(ctx context.Context, meta PartMeta, dst []byte) ([]byte, error) {
+	if meta.Compression == None && int(meta.Size) <= cap(dst) {
+		ctx = backend.WithDst(ctx, dst)
+	}
+	return s.Load(ctx, meta)
+}
+
 // Load fetches a part, checks its size and MD5, and returns its plain
 // bytes, holding one worker slot while it does. A mismatch is retried once
 // (a flaky read is not corruption) and then returned as an error wrapping

@@ -305,6 +305,26 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 	} else if buf = e.tryGetBuf(); buf == nil {
 		return nil, 0, nil, errNoMemory
 	}
+	if len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0 {
+		// The common case (a chunk written in one go): the part is the
+		// chunk, read straight into the cache's buffer.
+		s, p := ch[0], parts[ch[0].Part]
+		data, err := e.cs.LoadInto(ctx, partMeta(p), buf)
+		if err == nil && int(s.Len) > len(data) {
+			err = fmt.Errorf("part %s: slice of %d bytes beyond its %d bytes: %w", p.Key, s.Len, len(data), chunkstore.ErrChecksum)
+		}
+		if err != nil {
+			e.putChunkData(buf, e.chunkSize)
+			if errors.Is(err, chunkstore.ErrNotFound) {
+				return nil, 0, ch, &missingPart{ino, idx, s, p, err}
+			}
+			return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p, err)
+		}
+		if &data[0] != &buf[0] {
+			copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
+		}
+		return buf[:s.Len], e.chunkSize, ch, nil
+	}
 	buf = buf[:end]
 	clear(buf)
 	loaded := map[[16]byte][]byte{}

@@ -65,3 +65,16 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// fixedOverhead is what the process needs beyond the chunk cap and the
+// registry's budget: the Go runtime, goroutine stacks, FUSE request
+// buffers (go-fuse keeps a few MaxWrite-sized ones) and the zstd codecs.
+const fixedOverhead = 48 << 20
+
+// ProcessMemory is the memory the whole process should stay within for
+// this configuration: the chunk cap, the registry's budget and a fixed
+// overhead. The CLI hands it to the Go runtime as its soft limit
+// (debug.SetMemoryLimit), so garbage is collected before RSS grows past it.
+func (c Config) ProcessMemory() int64 {
+	return c.Memory + registryMemory(c.Memory) + fixedOverhead
+}

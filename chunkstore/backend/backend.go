@@ -60,3 +60,19 @@ type Backend interface {
 	// Close releases resources. No other method may be called afterwards.
 	Close() error
 }
+
+type dstKey struct{}
+
+// WithDst asks Load to read into dst when the object fits in cap(dst),
+// instead of allocating: a hint that saves the garbage of one chunk-sized
+// allocation per load. Backends that ignore it allocate as usual, so the
+// caller must use the returned slice, which may or may not share dst.
+func WithDst(ctx context.Context, dst []byte) context.Context {
+	return context.WithValue(ctx, dstKey{}, dst)
+}
+
+// DstFrom returns the buffer given to WithDst, for backend implementations.
+func DstFrom(ctx context.Context) ([]byte, bool) {
+	dst, ok := ctx.Value(dstKey{}).([]byte)
+	return dst, ok
+}

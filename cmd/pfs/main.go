@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -321,6 +322,9 @@ func openStore(ctx context.Context, g *globals, o openOptions) (*engine.Engine, 
 // openRetry opens the store; while another process holds it, it retries
 // for up to --retry-lock.
 func openRetry(ctx context.Context, g *globals, cfg engine.Config) (*engine.Engine, error) {
+	// Keep the garbage collector honest about the cap: without a limit Go
+	// lets the heap grow to twice the live data before collecting.
+	debug.SetMemoryLimit(cfg.ProcessMemory())
 	deadline := time.Now().Add(g.retryLock)
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		e, err := engine.Open(ctx, cfg)

@@ -199,7 +199,12 @@ func (l *Local) Load(ctx context.Context, key string, offset, length int64) ([]b
 	if err != nil {
 		return nil, fmt.Errorf("local: load %s: %w", key, err)
 	}
-	buf := make([]byte, n)
+	var buf []byte
+	if dst, ok := backend.DstFrom(ctx); ok && int64(cap(dst)) >= n {
+		buf = dst[:n] // the caller's buffer: no allocation per load
+	} else {
+		buf = make([]byte, n)
+	}
 	got, err := f.ReadAt(buf, offset)
 	if got == len(buf) {
 		return buf, nil // ReadAt may return io.EOF with a full buffer
