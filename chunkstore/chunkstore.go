@@ -56,7 +56,14 @@ func ParseCompression(s string) (Compression, error) {
 
 // Config configures a Store.
 type Config struct {
-	Workers     int         // parts saved or loaded at once
+	// Workers bounds the CPU work on parts done at once: hashing,
+	// compressing, verifying, decompressing.
+	Workers int
+	// IODepth bounds backend transfers in flight at once. Transfers mostly
+	// wait (on fsync, the disk, the network), so more of them than workers
+	// keeps the disk busy while the CPUs hash; 0 means 4 per worker, at
+	// least 8.
+	IODepth     int
 	Compression Compression // codec for new parts
 	Logger      *slog.Logger
 }
@@ -75,7 +82,8 @@ type Store struct {
 	be      backend.Backend
 	cfg     Config
 	log     *slog.Logger
-	workers *semaphore.Weighted
+	workers *semaphore.Weighted // CPU work
+	io      *semaphore.Weighted // backend transfers
 	enc     *zstd.Encoder // EncodeAll/DecodeAll are safe for concurrent use
 	dec     *zstd.Decoder
 }
@@ -97,7 +105,12 @@ func New(be backend.Backend, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunkstore: zstd decoder: %w", err)
 	}
-	return &Store{be: be, cfg: cfg, log: log, workers: semaphore.NewWeighted(int64(cfg.Workers)), enc: enc, dec: dec}, nil
+	depth := cfg.IODepth
+	if depth <= 0 {
+		depth = max(8, 4*cfg.Workers)
+	}
+	return &Store{be: be, cfg: cfg, log: log, enc: enc, dec: dec,
+		workers: semaphore.NewWeighted(int64(cfg.Workers)), io: semaphore.NewWeighted(int64(depth))}, nil
 }
 
 // MaxPartSize bounds the plain size of one part.
@@ -109,8 +122,9 @@ func (s *Store) Backend() backend.Backend { return s.be }
 // Workers returns the size of the worker pool.
 func (s *Store) Workers() int { return s.cfg.Workers }
 
-// Save hashes data, compresses it if configured, and stores it durably under
-// key, holding one worker slot while it does. Save does not keep data.
+// Save hashes data, compresses it if configured (holding a worker slot),
+// and stores it durably under key (holding an I/O slot). Save does not keep
+// data.
 func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, error) {
 	if len(data) > MaxPartSize {
 		return PartMeta{}, fmt.Errorf("save part %s: %d bytes is over the %d limit", key, len(data), MaxPartSize)
@@ -118,7 +132,6 @@ func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, er
 	if err := s.workers.Acquire(ctx, 1); err != nil {
 		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
 	}
-	defer s.workers.Release(1)
 	meta := PartMeta{Key: key, PlainSize: uint32(len(data)), MD5: md5.Sum(data)}
 	stored := data
 	if s.cfg.Compression == Zstd && len(data) > 0 {
@@ -127,7 +140,12 @@ func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, er
 			stored, meta.Compression = z, Zstd
 		}
 	}
+	s.workers.Release(1)
 	meta.Size = uint32(len(stored))
+	if err := s.io.Acquire(ctx, 1); err != nil {
+		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
+	}
+	defer s.io.Release(1)
 	if err := s.be.Save(ctx, key, stored); err != nil {
 		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
 	}
@@ -143,15 +161,11 @@ func (s *Store) LoadInto(ctx context.Context, meta PartMeta, dst []byte) ([]byte
 	return s.Load(ctx, meta)
 }
 
-// Load fetches a part, checks its size and MD5, and returns its plain
-// bytes, holding one worker slot while it does. A mismatch is retried once
+// Load fetches a part (holding an I/O slot), checks its size and MD5 and
+// decompresses it (holding a worker slot), and returns its plain bytes. A mismatch is retried once
 // (a flaky read is not corruption) and then returned as an error wrapping
 // ErrChecksum; a missing object wraps ErrNotFound.
 func (s *Store) Load(ctx context.Context, meta PartMeta) ([]byte, error) {
-	if err := s.workers.Acquire(ctx, 1); err != nil {
-		return nil, fmt.Errorf("load part %s: %w", meta.Key, err)
-	}
-	defer s.workers.Release(1)
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var data []byte
@@ -168,7 +182,11 @@ func (s *Store) Load(ctx context.Context, meta PartMeta) ([]byte, error) {
 }
 
 func (s *Store) loadOnce(ctx context.Context, meta PartMeta) ([]byte, error) {
+	if err := s.io.Acquire(ctx, 1); err != nil {
+		return nil, fmt.Errorf("load part %s: %w", meta.Key, err)
+	}
 	raw, err := s.be.Load(ctx, meta.Key, 0, -1)
+	s.io.Release(1)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotFound) {
 			return nil, fmt.Errorf("load part %s: %w", meta.Key, ErrNotFound)
@@ -178,6 +196,10 @@ func (s *Store) loadOnce(ctx context.Context, meta PartMeta) ([]byte, error) {
 	if len(raw) != int(meta.Size) {
 		return nil, fmt.Errorf("part %s: want %d stored bytes got %d: %w", meta.Key, meta.Size, len(raw), ErrChecksum)
 	}
+	if err := s.workers.Acquire(ctx, 1); err != nil {
+		return nil, fmt.Errorf("load part %s: %w", meta.Key, err)
+	}
+	defer s.workers.Release(1)
 	plain := raw
 	switch meta.Compression {
 	case None:

@@ -192,7 +192,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	e, f := h.e, h.f
 	f.mu.Lock()
 	size := f.size
-	sequential := off == f.raLast
+	// Near the end of the previous read counts as sequential: the kernel
+	// sends read-ahead requests concurrently, so they arrive out of order.
+	sequential := off >= f.raLast-2*e.chunkSize && off <= f.raLast+2*e.chunkSize
 	f.mu.Unlock()
 	if off >= size || len(p) == 0 {
 		return 0, nil
@@ -208,7 +210,10 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 	}
 	f.mu.Lock()
-	f.raLast = off + int64(n)
+	f.raLast = max(off+int64(n), f.raLast)
+	if !sequential {
+		f.raLast = off + int64(n)
+	}
 	f.mu.Unlock()
 	return n, nil
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,7 +32,8 @@ type mountFlags struct {
 	foreground bool
 	debug      bool
 	nonempty   bool
-	notifyFD   int // hidden: the daemon reports readiness on this fd
+	notifyFD   int    // hidden: the daemon reports readiness on this fd
+	pprof      string // serve net/http/pprof on this loopback address
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -67,6 +71,7 @@ fuse3). Installed as /sbin/mount.pfs it also works from mount(8) and
 	f.BoolVarP(&mf.foreground, "foreground", "f", false, "stay in the foreground, log to stderr")
 	f.BoolVar(&mf.debug, "debug", false, "log every FUSE request (implies --log-level debug)")
 	f.BoolVar(&mf.nonempty, "nonempty", false, "mount over a non-empty directory (its contents are hidden while mounted)")
+	f.StringVar(&mf.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060, for performance work")
 	f.IntVar(&mf.notifyFD, "notify-fd", 0, "")
 	_ = f.MarkHidden("notify-fd")
 	return cmd
@@ -207,6 +212,9 @@ func daemonize(ctx context.Context, g *globals, mf *mountFlags, store, mnt strin
 			args = append(args, b.flag)
 		}
 	}
+	if mf.pprof != "" {
+		args = append(args, "--pprof", mf.pprof)
+	}
 	if g.logLevel != "" {
 		args = append(args, "--log-level", g.logLevel)
 	}
@@ -269,6 +277,14 @@ func daemonize(ctx context.Context, g *globals, mf *mountFlags, store, mnt strin
 // durable, and returns. ctx (ended by SIGINT or SIGTERM) only matters
 // until the mount is up: after that a signal unmounts cleanly instead.
 func serve(ctx context.Context, g *globals, mf *mountFlags, cfg engine.Config, log *slog.Logger, store, mnt string, ready func(error)) error {
+	if mf.pprof != "" {
+		ln, err := net.Listen("tcp", mf.pprof)
+		if err != nil {
+			return fmt.Errorf("--pprof: %w", err)
+		}
+		go func() { _ = http.Serve(ln, nil) }() // net/http/pprof registers on the default mux
+		defer ln.Close()
+	}
 	cfg.Logger = log
 	cfg.ReadOnly = mf.readOnly
 	cfg.Holder = "mounted at " + mnt
