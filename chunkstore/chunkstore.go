@@ -84,7 +84,7 @@ type Store struct {
 	log     *slog.Logger
 	workers *semaphore.Weighted // CPU work
 	io      *semaphore.Weighted // backend transfers
-	enc     *zstd.Encoder // EncodeAll/DecodeAll are safe for concurrent use
+	enc     *zstd.Encoder       // EncodeAll/DecodeAll are safe for concurrent use
 	dec     *zstd.Decoder
 }
 
