@@ -73,6 +73,7 @@ type Engine struct {
 	mem       *chunkstore.Memory
 	cache     *chunkCache
 	bufs      sync.Pool // chunk-sized []byte, memory accounted by the holder
+	xattrless inoSet    // inodes known to have no extended attributes
 
 	bgCtx    context.Context // for flushes that outlive the call that started them
 	bgCancel context.CancelFunc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -651,17 +652,74 @@ func (e *Engine) ReadDir(ctx context.Context, ino Ino, after string, fn func(Dir
 }
 
 // GetXattr returns the value of an extended attribute, or ErrNoAttr.
+//
+// The kernel asks for security.capability before every write and ls -l
+// asks for ACLs of every file, nearly always of inodes with no attributes
+// at all; those are answered from memory.
 func (e *Engine) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, error) {
+	gen, known := e.xattrless.has(ino)
+	if known {
+		return nil, ErrNoAttr
+	}
 	var v []byte
+	none := false
 	err := e.reg.View(ctx, func(tx *registry.Tx) error {
 		var err error
 		v, err = tx.GetXattr(ino, name)
+		if errors.Is(err, registry.ErrNotFound) {
+			names, lerr := tx.ListXattr(ino)
+			none = lerr == nil && len(names) == 0
+		}
 		return err
 	})
 	if errors.Is(err, registry.ErrNotFound) {
+		if none {
+			e.xattrless.add(ino, gen)
+		}
 		return nil, ErrNoAttr
 	}
 	return v, err
+}
+
+// inoSet is a bounded set of inode numbers, safe for concurrent use. When
+// full it starts over: it is a cache, and forgetting costs only a lookup.
+// Every remove bumps a generation, and add takes the generation its caller
+// saw before reading the registry, so a reader that raced with a change
+// never adds a stale member.
+type inoSet struct {
+	mu  sync.Mutex
+	m   map[Ino]struct{}
+	gen uint64
+}
+
+const inoSetMax = 1 << 16
+
+// has reports membership and the current generation.
+func (s *inoSet) has(ino Ino) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[ino]
+	return s.gen, ok
+}
+
+// add adds ino unless something was removed since generation gen.
+func (s *inoSet) add(ino Ino, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.gen {
+		return
+	}
+	if s.m == nil || len(s.m) >= inoSetMax {
+		s.m = make(map[Ino]struct{})
+	}
+	s.m[ino] = struct{}{}
+}
+
+func (s *inoSet) remove(ino Ino) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, ino)
+	s.gen++
 }
 
 // Limits of extended attributes, as Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX.
@@ -684,6 +742,9 @@ func (e *Engine) SetXattr(ctx context.Context, ino Ino, name string, value []byt
 		return fmt.Errorf("xattr value of %d bytes: %w", len(value), ErrFileTooBig)
 	}
 	now := time.Now().UnixNano()
+	// Forget "no attributes" before the commit, so no reader can see the
+	// new attribute committed and the cache still saying none.
+	e.xattrless.remove(ino)
 	return e.reg.Update(ctx, func(tx *registry.Tx) error {
 		_, err := tx.GetXattr(ino, name)
 		exists := err == nil

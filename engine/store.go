@@ -104,14 +104,6 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
-	be, err := openBackend(ctx, dir, e.format)
-	if err != nil {
-		return nil, err
-	}
-	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
-		_ = be.Close()
-		return nil, err
-	}
 	if e.reg, err = registry.Open(registry.Options{
 		Dir:          filepath.Join(dir, registryDir),
 		MemoryBudget: registryMemory(cfg.Memory),
@@ -119,6 +111,15 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		Logger:       log,
 	}); err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	be, err := openBackend(ctx, dir, e.format)
+	if err != nil {
+		return nil, err
+	}
+	be = &inlineBackend{reg: e.reg, be: be}
+	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
+		_ = be.Close()
+		return nil, err
 	}
 	e.init()
 	if !cfg.ReadOnly {

@@ -23,6 +23,9 @@ import (
 //	p id              → Part (codec.go); id is the 16-byte UUID
 //	g id              → empty; garbage index, present iff the part's Status
 //	                    is PartPending or PartDeleting
+//	b key             → the stored bytes of a small part kept inline in the
+//	                    registry instead of the backend (blob.go); key is
+//	                    the part's backend key
 //
 // PutInode and PutPart maintain the two indexes in the same transaction as
 // the record, so an index never disagrees with a committed record. Values
@@ -37,6 +40,7 @@ const (
 	prefixChunk   = 'c'
 	prefixPart    = 'p'
 	prefixGarbage = 'g'
+	prefixBlob    = 'b'
 )
 
 // schemaVersion is stored under the v key; Open refuses other versions.

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +80,13 @@ type Registry struct {
 	db       *badger.DB
 	inMemory bool
 	readOnly bool
+
+	// commits counts committed updates. Sync records the count it made
+	// durable, so an fsync with nothing new to sync costs nothing, and
+	// concurrent fsyncs share one sync (group commit).
+	commits atomic.Uint64
+	syncMu  sync.Mutex // serializes syncs; protects synced
+	synced  uint64
 }
 
 // Open opens (creating if needed) the registry described by opts. A new
@@ -246,9 +255,17 @@ func (r *Registry) Sync() error {
 	if r.inMemory || r.readOnly {
 		return nil
 	}
+	want := r.commits.Load()
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	if r.synced >= want {
+		return nil // someone synced our commits while we waited
+	}
+	now := r.commits.Load() // everything committed so far is covered
 	if err := r.db.Sync(); err != nil {
 		return fmt.Errorf("registry: sync: %w", err)
 	}
+	r.synced = now
 	return nil
 }
 
@@ -306,7 +323,11 @@ func (r *Registry) try(fn func(*Tx) error) error {
 		return err
 	}
 	err := txn.Commit()
-	if err == nil || errors.Is(err, badger.ErrConflict) {
+	if err == nil {
+		r.commits.Add(1)
+		return nil
+	}
+	if errors.Is(err, badger.ErrConflict) {
 		return err
 	}
 	return fmt.Errorf("registry: commit: %w", translate(err))
