@@ -13,7 +13,7 @@ import (
 	"github.com/pfs-project/pfs/chunkstore"
 )
 
-const testChunk = 64 << 10
+const testChunk = 128 << 10 // above inlineMax, so full chunks are object files
 
 func openTest(t *testing.T, dir string, mem int64) *Engine {
 	t.Helper()
@@ -438,5 +438,54 @@ func TestSeekDataHole(t *testing.T) {
 	}
 	if _, err := h.SeekData(ctx, 6*testChunk); !errors.Is(err, ErrNoData) {
 		t.Fatalf("SeekData past end: %v", err)
+	}
+}
+
+// TestSmallPartsInline checks that parts of small writes live in the
+// registry (no object file), read back after a reopen, pass fsck, and go
+// away with their file.
+func TestSmallPartsInline(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 8*testChunk)
+	h := createFile(t, e, "small")
+	data := []byte("a small file that fits in the registry")
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := e.FileParts(ctx, h.Ino())
+	if err != nil || len(parts) != 1 || parts[0].Status != "stored" {
+		t.Fatalf("parts: %+v %v", parts, err)
+	}
+	objs, _ := filepath.Glob(filepath.Join(dir, "objects", "*", "*", "*"))
+	if len(objs) != 0 {
+		t.Fatalf("small part written as object files: %v", objs)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openTest(t, dir, 8*testChunk)
+	h2, err := e2.OpenFile(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, h2); !bytes.Equal(got, data) {
+		t.Fatalf("read back %q", got)
+	}
+	if err := h2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := e2.Fsck(ctx, FsckOptions{}); err != nil || len(rep.Problems) != 0 || rep.Parts != 1 {
+		t.Fatalf("fsck: %+v %v", rep, err)
+	}
+	if err := e2.Unlink(ctx, RootIno, "small"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := e2.cs.Backend().List(ctx, func(string, int64) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("%d parts left after unlink (%v)", n, err)
 	}
 }
