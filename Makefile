@@ -27,9 +27,13 @@ deps-run:
 	@$(call need,fusermount3,fuse3)
 	@test -c /dev/fuse || { echo "deps: /dev/fuse is missing (load the fuse module: modprobe fuse)" >&2; exit 1; }
 
-# deps: what the tests need as well.
+# deps: what the tests need as well: the S3 tests run against a real
+# S3 server, versitygw, installed from the Go module proxy.
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 deps: deps-run
 	@$(call need,rsync,rsync) && $(call need,sqlite3,sqlite3) && $(call need,git,git)
+	@command -v versitygw >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/versitygw" || \
+	  { echo "deps: installing versitygw"; $(GO) install $(VERSITYGW); }
 
 # need,COMMAND,PACKAGE: install PACKAGE with apt-get if COMMAND is missing
 # and we are root; fail with a hint otherwise.

@@ -60,6 +60,7 @@ func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
 		e.cache.dropFile2(f.ino, fl.idx)
 	} else {
 		e.log.Error("flush failed", "ino", f.ino, "offset", int64(fl.idx)*e.chunkSize, "err", err)
+		e.flushFailed(err)
 	}
 	close(fl.done)
 }

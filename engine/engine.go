@@ -27,6 +27,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -83,6 +84,10 @@ type Engine struct {
 	mu     sync.Mutex // protects the following
 	files  map[Ino]*file
 	closed bool
+
+	failMu   sync.Mutex    // protects the following
+	flushErr error         // error of the last failed flush
+	failed   chan struct{} // closed, and replaced, when a flush fails
 }
 
 func (e *Engine) init() {
@@ -93,16 +98,50 @@ func (e *Engine) init() {
 	e.bufs.New = func() any { b := make([]byte, cs); return &b }
 	e.files = make(map[Ino]*file)
 	e.stop = make(chan struct{})
+	e.failed = make(chan struct{})
 	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 }
 
 // getBuf takes a chunk-sized buffer and its bytes from the memory cap,
-// waiting while the cap is full.
+// waiting while the cap is full. If a flush fails while it waits, it
+// returns that error instead of waiting on: the memory it waits for may be
+// held by dirty chunks that cannot be stored until the backend is back,
+// and a writer must get EIO, not hang until then (issue 5).
 func (e *Engine) getBuf(ctx context.Context) ([]byte, error) {
-	if err := e.mem.Acquire(ctx, e.chunkSize); err != nil {
-		return nil, err
+	if e.mem.TryAcquire(e.chunkSize) {
+		return *(e.bufs.Get().(*[]byte)), nil
+	}
+	e.failMu.Lock()
+	failed := e.failed
+	e.failMu.Unlock()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-failed:
+			e.failMu.Lock()
+			err := e.flushErr
+			e.failMu.Unlock()
+			cancel(fmt.Errorf("memory cap full, and a flush failed: %w", err))
+		case <-wctx.Done():
+		}
+	}()
+	if err := e.mem.Acquire(wctx, e.chunkSize); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, context.Cause(wctx)
 	}
 	return *(e.bufs.Get().(*[]byte)), nil
+}
+
+// flushFailed wakes the getBuf calls waiting for memory with err.
+func (e *Engine) flushFailed(err error) {
+	e.failMu.Lock()
+	defer e.failMu.Unlock()
+	e.flushErr = err
+	close(e.failed)
+	e.failed = make(chan struct{})
 }
 
 // tryGetBuf is getBuf without waiting; nil when the cap is full.

@@ -93,7 +93,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 			e.closeStores()
 		}
 	}()
-	if e.format, err = loadFormat(dir, cfg); err != nil {
+	created := false
+	if e.format, created, err = loadFormat(dir, cfg); err != nil {
 		return nil, err
 	}
 	e.chunkSize = e.format.ChunkSize
@@ -115,6 +116,15 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	be, err := openBackend(ctx, dir, e.format)
 	if err != nil {
 		return nil, err
+	}
+	if created {
+		// Written only once the backend has answered, so a store whose
+		// creation failed (a mistyped bucket, wrong credentials) is not
+		// pinned to those settings: the next try may name others.
+		if err := writeFormat(dir, e.format); err != nil {
+			_ = be.Close()
+			return nil, err
+		}
 	}
 	be = &inlineBackend{reg: e.reg, be: be}
 	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
@@ -219,14 +229,15 @@ func ReadLock(dir string) (pid int, holder string) {
 	return pid, holder
 }
 
-// loadFormat reads the format record, or writes it for a new store, and
-// refuses settings that conflict with it.
-func loadFormat(dir string, cfg Config) (Format, error) {
+// loadFormat reads the format record and refuses settings that conflict
+// with it. For a new store it returns the record to write (created), which
+// Open writes with writeFormat once the backend works.
+func loadFormat(dir string, cfg Config) (Format, bool, error) {
 	path := filepath.Join(dir, formatFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if cfg.ReadOnly {
-			return Format{}, fmt.Errorf("store %s: no %s", dir, formatFile)
+			return Format{}, false, fmt.Errorf("store %s: no %s", dir, formatFile)
 		}
 		f := Format{Version: FormatVersion, ChunkSize: cfg.ChunkSize, Compression: cfg.Compression, Backend: cfg.Backend}
 		switch {
@@ -234,12 +245,12 @@ func loadFormat(dir string, cfg Config) (Format, error) {
 			f.Backend = "local"
 		case strings.HasPrefix(f.Backend, "s3://"):
 			if _, err := s3.ParseURL(f.Backend); err != nil {
-				return Format{}, fmt.Errorf("%w: backend: %v", ErrInvalid, err)
+				return Format{}, false, fmt.Errorf("%w: backend: %v", ErrInvalid, err)
 			}
 			o := cfg.S3
 			f.S3 = &o
 		case f.Backend != "local":
-			return Format{}, fmt.Errorf("%w: backend %q: want local or s3://bucket/prefix", ErrInvalid, f.Backend)
+			return Format{}, false, fmt.Errorf("%w: backend %q: want local or s3://bucket/prefix", ErrInvalid, f.Backend)
 		}
 		if f.ChunkSize == 0 {
 			f.ChunkSize = DefaultChunkSize
@@ -247,36 +258,43 @@ func loadFormat(dir string, cfg Config) (Format, error) {
 		if f.Compression == "" {
 			f.Compression = "none"
 		}
-		b, _ := json.MarshalIndent(f, "", "  ")
-		if err := writeFileSync(path, append(b, '\n')); err != nil {
-			return Format{}, fmt.Errorf("store %s: %w", dir, err)
-		}
-		return f, nil
+		return f, true, nil
 	}
 	if err != nil {
-		return Format{}, fmt.Errorf("store %s: %w", dir, err)
+		return Format{}, false, fmt.Errorf("store %s: %w", dir, err)
 	}
 	var f Format
 	if err := json.Unmarshal(b, &f); err != nil {
-		return Format{}, fmt.Errorf("store %s: %s is damaged: %w", dir, formatFile, err)
+		return Format{}, false, fmt.Errorf("store %s: %s is damaged: %w", dir, formatFile, err)
 	}
 	switch {
 	case f.Version > FormatVersion:
-		return Format{}, fmt.Errorf("store %s has format version %d; this pfs reads up to version %d: upgrade pfs", dir, f.Version, FormatVersion)
+		return Format{}, false, fmt.Errorf("store %s has format version %d; this pfs reads up to version %d: upgrade pfs", dir, f.Version, FormatVersion)
 	case f.Version < 1:
-		return Format{}, fmt.Errorf("store %s: %s has no valid version", dir, formatFile)
+		return Format{}, false, fmt.Errorf("store %s: %s has no valid version", dir, formatFile)
 	case f.ChunkSize < MinChunkSize || f.ChunkSize > MaxChunkSize || f.ChunkSize&(f.ChunkSize-1) != 0:
-		return Format{}, fmt.Errorf("store %s: %s has invalid chunk size %d", dir, formatFile, f.ChunkSize)
+		return Format{}, false, fmt.Errorf("store %s: %s has invalid chunk size %d", dir, formatFile, f.ChunkSize)
 	case cfg.ChunkSize != 0 && cfg.ChunkSize != f.ChunkSize:
-		return Format{}, fmt.Errorf("%w: store %s has chunk size %d; it cannot change to %d", ErrInvalid, dir, f.ChunkSize, cfg.ChunkSize)
+		return Format{}, false, fmt.Errorf("%w: store %s has chunk size %d; it cannot change to %d", ErrInvalid, dir, f.ChunkSize, cfg.ChunkSize)
 	case cfg.Compression != "" && cfg.Compression != f.Compression:
-		return Format{}, fmt.Errorf("%w: store %s uses compression %s; it cannot change to %s", ErrInvalid, dir, f.Compression, cfg.Compression)
+		return Format{}, false, fmt.Errorf("%w: store %s uses compression %s; it cannot change to %s", ErrInvalid, dir, f.Compression, cfg.Compression)
 	case cfg.Backend != "" && cfg.Backend != f.Backend:
-		return Format{}, fmt.Errorf("%w: store %s uses backend %s; it cannot change to %s", ErrInvalid, dir, f.Backend, cfg.Backend)
+		return Format{}, false, fmt.Errorf("%w: store %s uses backend %s; it cannot change to %s", ErrInvalid, dir, f.Backend, cfg.Backend)
+	case cfg.S3 != (S3Options{}) && (f.S3 == nil || cfg.S3 != *f.S3):
+		return Format{}, false, fmt.Errorf("%w: store %s was created with other S3 settings (%+v); they cannot change", ErrInvalid, dir, f.S3)
 	case f.Backend != "local" && !strings.HasPrefix(f.Backend, "s3://"):
-		return Format{}, fmt.Errorf("store %s uses backend %q, which this pfs cannot open", dir, f.Backend)
+		return Format{}, false, fmt.Errorf("store %s uses backend %q, which this pfs cannot open", dir, f.Backend)
 	}
-	return f, nil
+	return f, false, nil
+}
+
+// writeFormat writes the format record of a new store.
+func writeFormat(dir string, f Format) error {
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if err := writeFileSync(filepath.Join(dir, formatFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	return nil
 }
 
 // writeFileSync writes a small file durably: temp, fsync, rename, fsync dir.

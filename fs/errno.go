@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync/atomic"
 	"syscall"
 
@@ -28,6 +30,10 @@ func toErrno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, new(*url.Error)), errors.As(err, new(*net.OpError)):
+		// A remote backend that cannot be reached: the chain holds the
+		// socket's errno (ECONNREFUSED, ECONNRESET, ...), which is not the
+		// file's. Logged, and EIO below.
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, engine.ErrNotFound):

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"syscall"
 	"testing"
 
@@ -34,6 +37,8 @@ func TestToErrno(t *testing.T) {
 		{syscall.EACCES, syscall.EACCES},
 		{errors.New("part 1234: want 00 got ff: checksum mismatch"), syscall.EIO},
 		{backend.ErrNotFound, syscall.EIO}, // a missing part is damage, not a missing name
+		// An unreachable S3 server: the socket's errno is not the file's.
+		{&url.Error{Op: "Put", URL: "http://127.0.0.1:9000/b/k", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, syscall.EIO},
 	} {
 		for _, err := range []error{tc.err, wrap(tc.err), wrap(wrap(tc.err))} {
 			if tc.err == nil && err != nil {

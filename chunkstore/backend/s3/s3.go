@@ -86,7 +86,9 @@ func New(ctx context.Context, cfg Config) (*S3, error) {
 		return err
 	})
 	if err == nil && !exists {
-		err = fmt.Errorf("bucket does not exist: %w", backend.ErrNotFound)
+		// Not backend.ErrNotFound: that means a missing object, which
+		// callers report as damage; a missing bucket is a setting.
+		err = errors.New("bucket does not exist")
 	}
 	if err != nil {
 		tr.CloseIdleConnections()
