@@ -7,7 +7,7 @@
 #   QUICK=1       1 round, 256 MiB files, 5 s fio runs, a tenth of the tree (under 4 minutes)
 #   ROUNDS=N      rounds (default 3; 1 with QUICK)
 #   FIO_RUNTIME=D each fio run, e.g. 30s (default 10s; 5s with QUICK)
-#   SYSTEMS=a,b   a subset of native,loopback-pt,loopback,pfs,pfs-64M,gocryptfs
+#   SYSTEMS=a,b   a subset of native,loopback-pt,loopback,pfs,pfs-64M,pfs-s3,gocryptfs
 #   BENCH_DIR=D   where the systems' files go, on the disk to measure (default /var/tmp)
 #   PFS_BIN=P     the pfs binary (default bin/pfs, built here if missing)
 #   KEEP=1        keep the work dir (stores, daemon logs) afterwards
@@ -45,6 +45,14 @@ need fusermount3 fuse3
 if [ ! -c /dev/fuse ]; then
 	echo "bench: /dev/fuse is missing (load the fuse module: modprobe fuse)" >&2
 	exit 1
+fi
+
+# pfs-s3 keeps its parts in versitygw, an S3 server from the Go module proxy.
+if [ -z "${SYSTEMS:-}" ] || [[ ",$SYSTEMS," == *,pfs-s3,* ]]; then
+	if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$("$GO" env GOPATH)/bin/versitygw" ]; then
+		echo "bench: installing versitygw"
+		"$GO" install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+	fi
 fi
 
 pfs_bin=${PFS_BIN:-bin/pfs}

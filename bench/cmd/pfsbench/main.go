@@ -52,7 +52,7 @@ type config struct {
 }
 
 // allSystems is every system and the column order of the table.
-var allSystems = []string{"native", "loopback-pt", "loopback", "pfs", "pfs-64M", "gocryptfs"}
+var allSystems = []string{"native", "loopback-pt", "loopback", "pfs", "pfs-64M", "pfs-s3", "gocryptfs"}
 
 func main() {
 	cfg, err := parseFlags()

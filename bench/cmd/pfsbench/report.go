@@ -76,7 +76,7 @@ func (r *runner) report(took time.Duration) string {
 		c.fioJobs, sizeStr(c.rwSize), c.sqlRows, c.sqlTxns)
 	fmt.Fprintf(&b, "- systems: native = the directory on disk; loopback-pt = go-fuse %s `fs.NewLoopbackRoot` as go-fuse sets it up "+
 		"(FUSE passthrough as root); loopback = the same with passthrough off; pfs = `pfs mount` defaults; "+
-		"pfs-64M = `pfs mount --memory 64MiB`; gocryptfs = %s\n", goFuseVersion(c.loopbackBin), toolVersion("gocryptfs", "--version"))
+		"pfs-64M = `pfs mount --memory 64MiB`; pfs-s3 = `pfs mount` defaults with parts in an S3 bucket of versitygw on 127.0.0.1 (%s); gocryptfs = %s\n", goFuseVersion(c.loopbackBin), versitygwVersion(), toolVersion("gocryptfs", "--version"))
 	fmt.Fprintf(&b, "- tools: %s, sqlite3 %s\n\n", toolVersion("fio", "--version"), toolVersion("sqlite3", "--version"))
 
 	cell := "median"

@@ -125,6 +125,11 @@ func (r *runner) close() error {
 			errs = append(errs, err)
 		}
 	}
+	for _, s := range r.sys {
+		if s.gw != nil {
+			s.gw.stop()
+		}
+	}
 	for _, m := range mounts() {
 		if strings.HasPrefix(m.point, r.work+"/") {
 			errs = append(errs, fmt.Errorf("left mounted: %s (%s)", m.point, m.fstype))
@@ -391,6 +396,11 @@ func checkTools(cfg config) error {
 	tools := []string{"dd", "tar", "bash", "find", "ls", "sync", "fio", "sqlite3"}
 	if slices.Contains(cfg.systems, "gocryptfs") {
 		tools = append(tools, "gocryptfs")
+	}
+	if slices.Contains(cfg.systems, "pfs-s3") {
+		if _, err := versitygwPath(); err != nil {
+			return err
+		}
 	}
 	for _, t := range tools {
 		if _, err := exec.LookPath(t); err != nil {

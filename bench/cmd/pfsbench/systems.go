@@ -41,6 +41,8 @@ type system struct {
 	mnt  string   // where workloads run: the mount point, or back for native
 	log  string   // daemon output (loopback, gocryptfs; pfs logs to STORE/pfs.log)
 
+	gw *s3Gateway // pfs-s3: the S3 server on loopback that holds the parts
+
 	// While mounted. daemon is set for the daemons we start ourselves.
 	mounted bool
 	pid     int
@@ -67,6 +69,8 @@ func newSystem(name, work string) *system {
 		s.kind = pfs
 	case "pfs-64M":
 		s.kind, s.args = pfs, []string{"--memory", "64MiB"}
+	case "pfs-s3":
+		s.kind, s.gw = pfs, &s3Gateway{dir: filepath.Join(s.base, "s3data"), log: filepath.Join(s.base, "versitygw.log")}
 	case "gocryptfs":
 		s.kind = gocryptfs
 	}
@@ -79,6 +83,14 @@ func (s *system) setup(ctx context.Context) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if s.gw != nil {
+		// The server runs for the whole run, like a bucket would; only
+		// the pfs daemon comes and goes between workloads.
+		if err := s.gw.start(ctx); err != nil {
+			return err
+		}
+		s.args = s.gw.pfsArgs()
 	}
 	if s.kind != gocryptfs {
 		return nil
