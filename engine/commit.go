@@ -69,7 +69,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	dc := fl.dc
 	id := uuid.New()
 	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: f.ino, Chunk: fl.idx}
-	if err := e.reg.Update(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
+	if err := e.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
 		return fmt.Errorf("flush ino %d chunk %d: record part: %w", f.ino, fl.idx, err)
 	}
 	// The part holds the written ranges back to back; one range (the
@@ -319,7 +319,7 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 	defer e.putChunkData(data, mem)
 	id := uuid.New()
 	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: ino, Chunk: idx}
-	if err := e.reg.Update(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
+	if err := e.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
 		return err
 	}
 	meta, err := e.cs.Save(ctx, part.Key, data)

@@ -32,7 +32,7 @@ func (b *inlineBackend) Save(ctx context.Context, key string, data []byte) error
 	if len(data) > inlineMax {
 		return b.be.Save(ctx, key, data)
 	}
-	err := b.reg.Update(ctx, func(tx *registry.Tx) error { return tx.PutBlob(key, data) })
+	err := b.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutBlob(key, data) })
 	if err != nil {
 		return fmt.Errorf("inline part %s: %w", key, err)
 	}

@@ -118,7 +118,7 @@ func (e *Engine) newInode(ctx context.Context, parent Ino, name string, in *regi
 	in.Atime, in.Mtime, in.Ctime = now, now, now
 	in.Status = registry.StatusReady
 	isDir := in.Mode&sIFMT == sIFDIR
-	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+	err := e.reg.Grow(ctx, func(tx *registry.Tx) error {
 		p, err := tx.GetInode(parent)
 		if err != nil {
 			return err
@@ -192,7 +192,7 @@ func (e *Engine) Link(ctx context.Context, ino, newParent Ino, newName string) (
 	}
 	now := time.Now().UnixNano()
 	var in *registry.Inode
-	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+	err := e.reg.Grow(ctx, func(tx *registry.Tx) error {
 		var err error
 		if in, err = tx.GetInode(ino); err != nil {
 			return err
@@ -745,7 +745,7 @@ func (e *Engine) SetXattr(ctx context.Context, ino Ino, name string, value []byt
 	// Forget "no attributes" before the commit, so no reader can see the
 	// new attribute committed and the cache still saying none.
 	e.xattrless.remove(ino)
-	return e.reg.Update(ctx, func(tx *registry.Tx) error {
+	return e.reg.Grow(ctx, func(tx *registry.Tx) error {
 		_, err := tx.GetXattr(ino, name)
 		exists := err == nil
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {

@@ -76,6 +76,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := makeDir(dir, cfg.ReadOnly); err != nil {
 		return nil, err
 	}
+	// A foreign directory is refused before the lock file is made in it;
+	// the check is repeated under the lock below.
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	// Lock before looking inside: a process creating the store at the same
 	// moment must not be mistaken for a foreign non-empty directory.
 	lf, err := lockStore(dir, cfg.Holder, cfg.ReadOnly)
@@ -105,15 +110,20 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
+	// Growing changes stop while the disk still has room for Badger's
+	// memory-mapped logs (see registry.ErrNoSpace); parts stop there too.
+	minFree := registry.DiskReserve(registryMemory(cfg.Memory))
 	if e.reg, err = registry.Open(registry.Options{
 		Dir:          filepath.Join(dir, registryDir),
 		MemoryBudget: registryMemory(cfg.Memory),
+		MinFree:      minFree,
 		ReadOnly:     cfg.ReadOnly,
+		MustExist:    !created,
 		Logger:       log,
 	}); err != nil {
 		return nil, fmt.Errorf("store %s: %w", dir, err)
 	}
-	be, err := openBackend(ctx, dir, e.format)
+	be, err := openBackend(ctx, dir, e.format, minFree)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +152,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// sameFS reports whether two paths are on one filesystem.
+func sameFS(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	return syscall.Stat(a, &sa) == nil && syscall.Stat(b, &sb) == nil && sa.Dev == sb.Dev
+}
+
 // makeDir makes sure dir exists and is a directory.
 func makeDir(dir string, readOnly bool) error {
 	st, err := os.Stat(dir)
@@ -160,6 +176,23 @@ func makeDir(dir string, readOnly bool) error {
 		return fmt.Errorf("store %s: %w", dir, ErrNotDir)
 	}
 	return nil
+}
+
+// CheckDir reports whether dir may become or already is a store, without
+// changing anything: nil for a store, an empty or missing directory, and
+// the error Open would give for a file or a foreign directory. Callers
+// that write into the store before opening it (a daemon's log) ask first.
+func CheckDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("store %s: %w", dir, err)
+	case !st.IsDir():
+		return fmt.Errorf("store %s: %w", dir, ErrNotDir)
+	}
+	return checkDir(dir)
 }
 
 // checkDir refuses a directory that is neither a store nor empty, so a
@@ -336,11 +369,14 @@ func (e *Engine) ChunkSize() int64 { return e.chunkSize }
 func (e *Engine) Format() Format { return e.format }
 
 // openBackend opens where the store's parts live.
-func openBackend(ctx context.Context, dir string, f Format) (backend.Backend, error) {
+func openBackend(ctx context.Context, dir string, f Format, reserve int64) (backend.Backend, error) {
 	if f.Backend == "local" {
 		be, err := local.New(filepath.Join(dir, objectsDir))
 		if err != nil {
 			return nil, fmt.Errorf("store %s: objects: %w", dir, err)
+		}
+		if sameFS(filepath.Join(dir, objectsDir), filepath.Join(dir, registryDir)) {
+			be.SetReserve(reserve)
 		}
 		return be, nil
 	}

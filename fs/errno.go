@@ -58,7 +58,7 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EROFS
 	case errors.Is(err, engine.ErrFileTooBig):
 		return syscall.EFBIG
-	case errors.Is(err, backend.ErrNoSpace):
+	case errors.Is(err, backend.ErrNoSpace), errors.Is(err, registry.ErrNoSpace):
 		return syscall.ENOSPC
 	case errors.Is(err, context.Canceled):
 		// go-fuse cancels a request's context on FUSE_INTERRUPT (go-fuse

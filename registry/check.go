@@ -35,6 +35,9 @@ func checkTables(o badger.Options) error {
 	if err != nil {
 		return nil // badger.Open reports a bad manifest as an error itself
 	}
+	if err := checkOrphanTables(o.Dir, m); err != nil {
+		return err
+	}
 	for id, tm := range m.Tables {
 		if tm.KeyID != 0 {
 			continue // encrypted; we never encrypt, so badger.Open will refuse it
@@ -48,6 +51,40 @@ func checkTables(o badger.Options) error {
 		if err := checkTable(table.NewFilename(id, o.Dir), topts); err != nil {
 			return fmt.Errorf("table %d: %w", id, err)
 		}
+	}
+	return nil
+}
+
+// checkOrphanTables refuses tables on disk that the manifest does not
+// list, unless a crash explains them. badger.Open deletes such tables: right
+// after a crash that is cleanup (a table written but not yet recorded, its
+// data still in the memtable log), but after a clean close there is no
+// memtable log, and a table missing from the manifest means a damaged or
+// stale MANIFEST: deleting the table would lose the files it describes.
+func checkOrphanTables(dir string, m badger.Manifest) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var orphan string
+	memLogs := 0
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".mem"):
+			memLogs++
+		case strings.HasSuffix(name, ".sst"):
+			var id uint64
+			if _, err := fmt.Sscanf(name, "%06d.sst", &id); err != nil {
+				continue
+			}
+			if _, ok := m.Tables[id]; !ok && orphan == "" {
+				orphan = name
+			}
+		}
+	}
+	if orphan != "" && memLogs == 0 {
+		return fmt.Errorf("table %s is not in the MANIFEST and no crash explains it: the MANIFEST is damaged or stale (restore the registry from a backup): %w", orphan, ErrCorrupt)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultMemoryBudget is the memory budget used when Options.MemoryBudget
@@ -70,8 +73,21 @@ type Options struct {
 	// nothing committed, because Badger has written it to the OS.
 	SyncWrites bool
 
-	ReadOnly bool         // open without writing; Update returns ErrReadOnly
-	Logger   *slog.Logger // receives Badger's warnings and errors; nil means slog.Default()
+	ReadOnly bool // open without writing; Update returns ErrReadOnly
+
+	// MustExist refuses to start an empty registry where one should be: a
+	// store that has a format record has a registry, and a new empty one
+	// would hide every file and make every part an orphan that fsck
+	// --repair deletes.
+	MustExist bool
+
+	// MinFree is the free space (bytes) below which Grow refuses changes
+	// with ErrNoSpace; Update goes on into it, so that deleting, and
+	// recording parts already stored, work on a full disk. 0: no check.
+	// DiskReserve gives a safe value for a memory budget.
+	MinFree int64
+
+	Logger *slog.Logger // receives Badger's warnings and errors; nil means slog.Default()
 }
 
 // Registry is the file and part registry. Its methods are safe for
@@ -80,6 +96,8 @@ type Registry struct {
 	db       *badger.DB
 	inMemory bool
 	readOnly bool
+	dir      string
+	minFree  int64
 
 	// commits counts committed updates. Sync records the count it made
 	// durable, so an fsync with nothing new to sync costs nothing, and
@@ -102,15 +120,31 @@ func Open(opts Options) (*Registry, error) {
 		where = "(in memory)"
 	}
 	if !opts.InMemory {
+		if opts.MustExist {
+			if _, err := os.Stat(filepath.Join(opts.Dir, badger.ManifestFilename)); err != nil {
+				return nil, fmt.Errorf("registry: open %s: %w (the registry is missing or was emptied; restore it from a backup: starting an empty one would lose every file): %w", where, err, ErrCorrupt)
+			}
+		}
 		if err := checkTables(bopts); err != nil {
 			return nil, fmt.Errorf("registry: open %s: %w", where, err)
 		}
 	}
 	db, err := openBadger(bopts)
+	if err != nil && opts.ReadOnly && truncateNeeded(err) {
+		// A crash left the memtable log with a torn or preallocated tail,
+		// which read-only Badger will not replay. Recover it the way a
+		// read-write open does (the tail holds no acknowledged write),
+		// then open read-only as asked.
+		if rw, rerr := openBadger(bopts.WithReadOnly(false)); rerr == nil {
+			if cerr := rw.Close(); cerr == nil {
+				db, err = openBadger(bopts)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
 	}
-	r := &Registry{db: db, inMemory: opts.InMemory, readOnly: opts.ReadOnly}
+	r := &Registry{db: db, inMemory: opts.InMemory, readOnly: opts.ReadOnly, dir: opts.Dir, minFree: opts.MinFree}
 	if err := r.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
@@ -280,6 +314,33 @@ func (r *Registry) View(ctx context.Context, fn func(*Tx) error) error {
 	return fn(&Tx{txn: txn})
 }
 
+// DiskReserve is the free space Badger needs with a memory budget to take
+// the changes that free space or record what is already stored: a memtable
+// is budget/4, its log file twice that, memory-mapped, and up to three logs
+// and two new level-0 tables can exist at once.
+func DiskReserve(budget int64) int64 {
+	if budget == 0 {
+		budget = DefaultMemoryBudget
+	}
+	return 2 * budget
+}
+
+// Grow is Update for changes that make the store bigger (new files,
+// attributes, parts): it refuses them with ErrNoSpace once the registry's
+// filesystem has less than Options.MinFree free, keeping the rest for
+// Update's deletes and commits.
+func (r *Registry) Grow(ctx context.Context, fn func(*Tx) error) error {
+	if r.minFree > 0 && !r.inMemory {
+		var st unix.Statfs_t
+		if err := unix.Statfs(r.dir, &st); err == nil {
+			if free := int64(st.Bavail) * st.Bsize; free < r.minFree {
+				return fmt.Errorf("registry: %d bytes free, %d kept for deletes: %w", free, r.minFree, ErrNoSpace)
+			}
+		}
+	}
+	return r.Update(ctx, fn)
+}
+
 // Update runs fn in a read-write transaction and commits it. If the commit
 // conflicts with a concurrent transaction, Update runs fn again in a new
 // transaction, up to maxAttempts times in all, and then returns ErrConflict;
@@ -368,4 +429,11 @@ func trimNewline(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// truncateNeeded reports whether Badger refused a read-only open because
+// a memtable log needs truncating. Badger formats that error into its
+// message with %v along the way, so errors.Is cannot find it.
+func truncateNeeded(err error) bool {
+	return errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())
 }

@@ -324,3 +324,69 @@ func TestCrash(t *testing.T) {
 		r3.Close()
 	}
 }
+
+// TestGrowMinFree: below MinFree, Grow refuses with ErrNoSpace and Update
+// (deletes, commits of stored parts) still works.
+func TestGrowMinFree(t *testing.T) {
+	ctx := context.Background()
+	r, err := Open(Options{Dir: t.TempDir(), MinFree: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	put := func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "f", Ino: 2}) }
+	if err := r.Grow(ctx, put); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Grow with MinFree above the free space = %v, want ErrNoSpace", err)
+	}
+	if err := r.Update(ctx, put); err != nil {
+		t.Fatalf("Update with MinFree above the free space: %v", err)
+	}
+	r.minFree = 1
+	if err := r.Grow(ctx, func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "g", Ino: 3}) }); err != nil {
+		t.Fatalf("Grow with room: %v", err)
+	}
+}
+
+// TestMustExist: a registry that should exist is never created afresh,
+// and one whose MANIFEST lost a table it wrote is refused, not opened
+// without it (Badger would delete the table).
+func TestMustExist(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(Options{Dir: dir, MustExist: true}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open(MustExist) of an empty dir = %v, want ErrCorrupt", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("Open(MustExist) of an empty dir left %d files", len(ents))
+	}
+	r, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, r, func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "f", Ino: 2}) })
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(Options{Dir: dir, MustExist: true})
+	if err != nil {
+		t.Fatalf("Open(MustExist) of a registry: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A torn last MANIFEST record after a clean close: the change that
+	// added the table is lost, and no memtable log explains it.
+	mf := filepath.Join(dir, "MANIFEST")
+	m, err := os.ReadFile(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mf, m[:len(m)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: dir, MustExist: true}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with a MANIFEST that lost a table = %v, want ErrCorrupt", err)
+	}
+	if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(tables) == 0 {
+		t.Errorf("the table missing from the MANIFEST was deleted")
+	}
+}

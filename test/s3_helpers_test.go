@@ -377,44 +377,6 @@ func s3Parts(t *testing.T, store string) map[string][]s3Part {
 	return files
 }
 
-// s3LogFrom returns the size of store's daemon log, to read what is
-// logged after this point with s3LogSince.
-func s3LogFrom(store string) int64 {
-	fi, err := os.Stat(filepath.Join(store, "pfs.log"))
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// s3LogSince returns the daemon log of store from offset from on.
-func s3LogSince(t *testing.T, store string, from int64) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(store, "pfs.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if from > int64(len(b)) {
-		from = 0
-	}
-	return string(b[from:])
-}
-
-// s3Pread reads n bytes of path at off through a fresh descriptor.
-func s3Pread(path string, off int64, n int) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	got, err := f.ReadAt(b, off)
-	if err == io.EOF && got == n {
-		err = nil
-	}
-	return b[:got], err
-}
-
 // s3OpTimeout bounds one file operation while the server is down: the
 // backend gives up after its retries (a few seconds per request), and an
 // operation waits for at most a few requests in a row.

@@ -185,14 +185,7 @@ func TestS3Corruption(t *testing.T) {
 	src := t.TempDir()
 	content := map[string][]byte{}
 	add := func(name string, size int64, seed uint64) {
-		p := filepath.Join(src, name)
-		writeRandomFile(t, p, size, seed)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		content["/"+name] = b
-		run(t, "", nil, "cp", p, filepath.Join(mnt, name))
+		content["/"+name] = copyRandomIn(t, src, mnt, name, size, seed)
 	}
 	for i, d := range s3Damages {
 		add("victim-"+d.name, nChunks*cs, uint64(500+i))
@@ -216,14 +209,14 @@ func TestS3Corruption(t *testing.T) {
 		damaged[p] = part
 	}
 
-	logFrom := s3LogFrom(store)
+	logFrom := logSize(store)
 	mountAt(t, store, mnt) // no S3 flags: the store knows its bucket
 	for _, d := range s3Damages {
 		p := "/victim-" + d.name
 		path := filepath.Join(mnt, p)
 		want := content[p]
 		for _, r := range [][2]int64{{bad * cs, cs}, {bad*cs + 4000, 100}, {bad*cs - 10, 20}} {
-			if _, err := s3Pread(path, r[0], int(r[1])); !errors.Is(err, syscall.EIO) {
+			if _, err := preadFile(path, r[0], int(r[1])); !errors.Is(err, syscall.EIO) {
 				t.Errorf("%s: read %d bytes at %d, in the %s part: want EIO, got %v", p, r[1], r[0], d.name, err)
 			}
 		}
@@ -234,14 +227,14 @@ func TestS3Corruption(t *testing.T) {
 			if c == bad {
 				continue
 			}
-			got, err := s3Pread(path, c*cs, cs)
+			got, err := preadFile(path, c*cs, cs)
 			if err != nil || !bytes.Equal(got, want[c*cs:(c+1)*cs]) {
 				t.Errorf("%s: chunk %d is healthy: want its %d bytes, got %d bytes, err %v", p, c, cs, len(got), err)
 			}
 		}
 		re := regexp.MustCompile(`(?m)^.*level=ERROR.*` + regexp.QuoteMeta(damaged[p].id) + `.*$`)
-		if !re.MatchString(s3LogSince(t, store, logFrom)) {
-			t.Errorf("%s: want an ERROR line naming part %s in the daemon log; log:\n%s", p, damaged[p].id, s3LogSince(t, store, logFrom))
+		if !re.MatchString(logSince(t, store, logFrom)) {
+			t.Errorf("%s: want an ERROR line naming part %s in the daemon log; log:\n%s", p, damaged[p].id, logSince(t, store, logFrom))
 		}
 	}
 	for _, p := range []string{"/donor", "/healthy"} {
@@ -322,7 +315,7 @@ func TestS3ServerStopped(t *testing.T) {
 
 	// Reading stored data: EIO.
 	d, err := s3Timed(t, store, "read of a while the server is down", nil, func() error {
-		_, err := s3Pread(filepath.Join(mnt, "a"), chunk, 4096)
+		_, err := preadFile(filepath.Join(mnt, "a"), chunk, 4096)
 		return err
 	})
 	if !errors.Is(err, syscall.EIO) {

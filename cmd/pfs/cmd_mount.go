@@ -86,6 +86,14 @@ func runMount(ctx context.Context, g *globals, mf *mountFlags, arg string) error
 	if err != nil {
 		return err
 	}
+	if err := checkOverlap(store, mnt); err != nil {
+		return withCode(exitMount, err)
+	}
+	// Before the daemon's log is created in it: a mistyped --store must
+	// not gain pfs files.
+	if err := engine.CheckDir(store); err != nil {
+		return err
+	}
 	cfg, err := mf.ef.config(store)
 	if err != nil {
 		return err
@@ -161,6 +169,26 @@ func checkMountpoint(arg string, nonempty bool) (string, error) {
 		}
 	}
 	return mnt, nil
+}
+
+// checkOverlap refuses a mountpoint that is the store, inside it or above
+// it: the daemon would reach its own registry and objects through its own
+// mount, and its first write would deadlock in the kernel.
+func checkOverlap(store, mnt string) error {
+	st := store
+	if resolved, err := filepath.EvalSymlinks(store); err == nil {
+		st = resolved
+	} else if parent, err := filepath.EvalSymlinks(filepath.Dir(store)); err == nil {
+		st = filepath.Join(parent, filepath.Base(store)) // a store not made yet
+	}
+	inside := func(a, b string) bool { return a == b || strings.HasPrefix(a, strings.TrimSuffix(b, "/")+"/") }
+	switch {
+	case inside(mnt, st):
+		return fmt.Errorf("mountpoint %s: inside the store %s; mount it elsewhere", mnt, store)
+	case inside(st, mnt):
+		return fmt.Errorf("mountpoint %s: the store %s is inside it, and the mount would hide the store from its own daemon; mount it elsewhere", mnt, store)
+	}
+	return nil
 }
 
 // daemonize starts this program again as the mount daemon: in a new

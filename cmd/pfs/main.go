@@ -33,6 +33,10 @@ import (
 )
 
 func main() {
+	// A store holds every user's data, so nothing pfs creates in it may
+	// be readable by others, including the files Badger creates with 0644.
+	// pfs get sets the stored mode on what it writes explicitly.
+	syscall.Umask(0o077)
 	args := os.Args[1:]
 	switch filepath.Base(os.Args[0]) {
 	case "mount.pfs", "mount.fuse.pfs":

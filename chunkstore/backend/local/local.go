@@ -43,7 +43,15 @@ type Local struct {
 	// and for writing by CleanTemp, so CleanTemp never removes the temp
 	// file of a Save in flight.
 	saving sync.RWMutex
+
+	reserve int64 // free bytes Save leaves on the filesystem; see SetReserve
 }
+
+// SetReserve makes Save fail with backend.ErrNoSpace rather than leave
+// fewer than n bytes free, for a registry that shares the filesystem and
+// must still be able to record deletes when the objects have filled it.
+// Call it before the first Save.
+func (l *Local) SetReserve(n int64) { l.reserve = n }
 
 // New returns a backend storing objects under dir, which is created (mode
 // 0700) if it does not exist. Temp files left by an earlier crash are
@@ -86,6 +94,14 @@ func (l *Local) Save(ctx context.Context, key string, data []byte) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("local: save %s: %w", key, err)
+	}
+	if l.reserve > 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(l.dir, &st); err == nil {
+			if free := int64(st.Bavail) * st.Bsize; free < int64(len(data))+l.reserve {
+				return fmt.Errorf("local: save %s: %w: %d bytes free, %d kept for the registry", key, backend.ErrNoSpace, free, l.reserve)
+			}
+		}
 	}
 	l.saving.RLock()
 	defer l.saving.RUnlock()

@@ -182,3 +182,27 @@ func TestNoSpace(t *testing.T) {
 		t.Errorf("Load(small) = %q, %v", got, err)
 	}
 }
+
+// TestReserve: with a reserve, Save refuses what would leave less than the
+// reserve free, before writing anything, and still stores what fits.
+func TestReserve(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	_, free, err := l.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetReserve(int64(free) - 64<<10) // room for less than 64 KiB more
+	if err := l.Save(ctx, backendtest.NewKey(), []byte("small")); err != nil {
+		t.Fatalf("Save of 5 bytes under the reserve: %v", err)
+	}
+	big := backendtest.NewKey()
+	err = l.Save(ctx, big, bytes.Repeat([]byte("x"), 1<<20))
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("Save of 1 MiB past the reserve = %v, want ErrNoSpace", err)
+	}
+	if _, err := l.Stat(ctx, big); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Stat after refused Save = %v, want ErrNotFound", err)
+	}
+}
