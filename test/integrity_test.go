@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // corruption is one way a disk damages a stored part: it changes the
@@ -269,6 +270,16 @@ func TestIntegrityFsck10k(t *testing.T) {
 		t.Errorf("pfs fsck: %q; want %d files, %d parts (one per file) and %d bytes verified", sum.line, nFiles, nFiles, total)
 	}
 	t.Logf("fsck of %d files: %s", nFiles, sum.line)
+
+	// On a terminal (script(1) gives it a pty) fsck shows its progress,
+	// to the end; through a pipe, as above, it prints only the summary.
+	out, _, code := runTimeout(t, 5*time.Minute, "script", "-qec", pfsBin+" fsck --store "+store, "/dev/null")
+	if code != 0 || !strings.Contains(out, "100%") || !strings.Contains(out, "no problems found") {
+		t.Errorf("pfs fsck on a terminal: want exit 0, a progress bar reaching 100%% and the summary; got exit %d:\n%.2000s", code, out)
+	}
+	if strings.Contains(fsckOut(t, store), "%") {
+		t.Errorf("pfs fsck through a pipe printed a progress bar")
+	}
 	fmt.Printf("fsck throughput, %d files, page cache dropped: %s\n", nFiles, sum.line)
 
 	// One flipped bit somewhere in the middle is found, and only that.
@@ -445,4 +456,12 @@ func TestIntegrityRegistryDamage(t *testing.T) {
 			t.Logf("pfs fsck afterwards (fsck --repair deletes every orphan object it lists):\n%.1500s", stdout)
 		})
 	}
+}
+
+// fsckOut returns what pfs fsck prints to stdout and stderr, not on a
+// terminal.
+func fsckOut(t *testing.T, store string) string {
+	t.Helper()
+	stdout, stderr, _ := runPfs(t, "fsck", "--store", store)
+	return stdout + stderr
 }
