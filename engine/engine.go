@@ -76,6 +76,13 @@ type Engine struct {
 	bufs      sync.Pool // chunk-sized []byte, memory accounted by the holder
 	xattrless inoSet    // inodes known to have no extended attributes
 
+	// commitLocks serialize, per file (striped by inode), the commits that
+	// rewrite its inode record and chunk maps: flush commits, compactions
+	// and time updates. Concurrent flushes of one file otherwise conflict
+	// on its inode on every try, and under a burst of random writes some
+	// ran out of retries (EIO). Held only around the registry Update.
+	commitLocks [64]sync.Mutex
+
 	bgCtx    context.Context // for flushes that outlive the call that started them
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // background goroutines: flushes, prefetches, compactions, idle flusher
@@ -88,6 +95,11 @@ type Engine struct {
 	failMu   sync.Mutex    // protects the following
 	flushErr error         // error of the last failed flush
 	failed   chan struct{} // closed, and replaced, when a flush fails
+}
+
+// commitLock returns the lock of ino's commits (see commitLocks).
+func (e *Engine) commitLock(ino Ino) *sync.Mutex {
+	return &e.commitLocks[uint64(ino)%uint64(len(e.commitLocks))]
 }
 
 func (e *Engine) init() {

@@ -44,7 +44,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: crashload workload|fill|create|write|read|hold ..."))
+		fail(errors.New("usage: crashload workload|fill|create|write|read|hold|lock ..."))
 	}
 	var err error
 	args := os.Args[2:]
@@ -61,6 +61,8 @@ func main() {
 		err = read(args)
 	case "hold":
 		err = hold(args)
+	case "lock":
+		err = lock(args)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -561,5 +563,34 @@ func hold(args []string) error {
 		return fmt.Errorf("close: %w", err)
 	}
 	fmt.Println("closed")
+	return nil
+}
+
+// exitLocked is lock's exit code when another process holds a conflicting
+// lock.
+const exitLocked = 4
+
+// lock FILE tries to take a POSIX write lock (fcntl F_SETLK) on all of
+// FILE, as a process other than the test: it prints "locked" and exits 0,
+// or exits exitLocked if another process holds a conflicting lock.
+func lock(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: crashload lock FILE")
+	}
+	f, err := os.OpenFile(args[0], os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+	err = unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		fmt.Println("conflict")
+		os.Exit(exitLocked)
+	}
+	if err != nil {
+		return fmt.Errorf("F_SETLK %s: %w", args[0], err)
+	}
+	fmt.Println("locked")
 	return nil
 }
