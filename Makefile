@@ -60,9 +60,10 @@ test-unit:
 # test-integ mounts the built binary in subprocesses; -p 1 keeps the
 # mount tests from competing for the two CPUs. The tests get their own
 # TMPDIR, so that a leftover mount of this run, and not one of a test run
-# next to it, fails the run even when the tests passed.
+# next to it, fails the run even when the tests passed. It is 0755 because
+# the permission test acts as user nobody, who must reach its mount.
 test-integ: build
-	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/pfs-test.XXXXXX") && rc=0; \
+	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/pfs-test.XXXXXX") && chmod 0755 "$$tmp" && rc=0; \
 	echo "TMPDIR=$$tmp PFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./test/..."; \
 	TMPDIR=$$tmp PFS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./test/... || rc=1; \
 	if scripts/no-leftover-mounts.sh "$$tmp"; then rm -rf "$$tmp"; else rc=1; fi; \

@@ -492,6 +492,14 @@ func TestBadInputPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for d := os.TempDir(); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Fatalf("user nobody cannot reach the test's directories: %s is not searchable by others (%v); use a TMPDIR they can traverse (make test-integ makes its own)", d, fi.Mode())
+		}
+		if d == "/" {
+			break
+		}
+	}
 	mnt := filepath.Join(base, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
