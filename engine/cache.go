@@ -211,6 +211,54 @@ func (c *chunkCache) evict(need int64) int64 {
 	return freed
 }
 
+// apply writes the ranges of dc (clipped at clip) that a flush just
+// committed into the cached chunk idx of ino, and moves its tag from old to
+// now. It reports whether the cache is now current: true also when nothing
+// is cached. It declines (false: the caller drops the entry) when the entry
+// is of another version, loading, pinned by a reader copying out of it, not
+// a buffer of its own, or too short for the ranges and not a whole
+// chunk's buffer.
+func (c *chunkCache) apply(ino Ino, idx uint64, old, now cacheTag, dc *dirtyChunk, clip int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ent := c.m[cacheKey{ino, idx}]
+	if ent == nil {
+		return true
+	}
+	select {
+	case <-ent.ready:
+	default:
+		return false
+	}
+	if ent.tag != old || ent.pins > 0 || ent.err != nil || ent.mem == 0 || ent.gone {
+		return false
+	}
+	top := len(ent.data)
+	for _, iv := range dc.ivs {
+		if end := min(iv.end, clip); iv.start < end {
+			top = max(top, end)
+		}
+	}
+	if top > len(ent.data) {
+		// A write past the cached end (a growing file): the buffer is a
+		// whole chunk's, already counted in full; bytes between the old
+		// end and the write read as zeros.
+		if ent.mem != c.e.chunkSize || cap(ent.data) < top {
+			return false
+		}
+		n := len(ent.data)
+		ent.data = ent.data[:top]
+		clear(ent.data[n:])
+	}
+	for _, iv := range dc.ivs {
+		if end := min(iv.end, clip); iv.start < end {
+			copy(ent.data[iv.start:end], dc.buf[iv.start:end])
+		}
+	}
+	ent.tag = now
+	return true
+}
+
 // dropFile forgets cached chunks of ino from index from on.
 func (c *chunkCache) dropFile(ino Ino, from uint64) {
 	c.mu.Lock()

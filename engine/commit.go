@@ -50,14 +50,27 @@ func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
 		} else {
 			e.putBuf(fl.dc.buf)
 		}
-	} else {
+	}
+	cached := false
+	if err == nil {
+		// A cached copy of the chunk is brought up to date with what this
+		// flush committed rather than dropped: a database that reads the
+		// pages it just wrote would otherwise reload and re-verify the
+		// whole chunk after every commit. Under f.mu, no other commit of
+		// this chunk can come between (the next one waits for fl.done).
+		old := cacheTag{ver: f.ver[fl.idx], epoch: f.epoch}
 		f.ver[fl.idx]++
+		if fl.committed {
+			cached = e.cache.apply(f.ino, fl.idx, old, cacheTag{ver: f.ver[fl.idx], epoch: f.epoch}, fl.dc, fl.clip)
+		}
 		e.putBuf(fl.dc.buf)
 	}
 	fl.err = err
 	f.mu.Unlock()
 	if err == nil {
-		e.cache.dropFile2(f.ino, fl.idx)
+		if !cached {
+			e.cache.dropFile2(f.ino, fl.idx)
+		}
 	} else {
 		e.log.Error("flush failed", "ino", f.ino, "offset", int64(fl.idx)*e.chunkSize, "err", err)
 		e.flushFailed(err)
@@ -162,6 +175,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		e.dropPending(part)
 		return fmt.Errorf("flush ino %d chunk %d: commit: %w", f.ino, fl.idx, err)
 	}
+	fl.committed = true
 	e.deleteGarbage(ctx, garbage)
 	if compact {
 		e.bg.Add(1)

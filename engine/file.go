@@ -51,6 +51,8 @@ type flushing struct {
 	clip int           // bytes at or beyond clip were truncated away meanwhile
 	done chan struct{} // closed after commit (or failure)
 	err  error         // set before done is closed
+
+	committed bool // its slices are in the registry (storeChunk may drop them instead)
 }
 
 // acquireFile returns the shared state of ino, loading it from the
