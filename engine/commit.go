@@ -127,9 +127,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	}
 	var garbage []*registry.Part
 	var compact bool
-	cl := e.commitLock(f.ino)
-	cl.Lock()
-	err = e.reg.Update(ctx, func(tx *registry.Tx) error {
+	err = e.updateFile(ctx, f.ino, func(tx *registry.Tx) error {
 		garbage, compact = garbage[:0], false
 		in, err := tx.GetInode(f.ino)
 		if err != nil {
@@ -165,7 +163,6 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		compact = len(kept) > maxSlices
 		return tx.PutInode(in)
 	})
-	cl.Unlock()
 	if errors.Is(err, registry.ErrNotFound) {
 		// The file was deleted while its data was in flight.
 		e.dropPending(part)
@@ -347,9 +344,7 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 	part.Size, part.PlainSize, part.MD5, part.Compression = meta.Size, meta.PlainSize, meta.MD5, uint8(meta.Compression)
 	var garbage []*registry.Part
 	changed := false
-	cl := e.commitLock(ino)
-	cl.Lock()
-	err = e.reg.Update(ctx, func(tx *registry.Tx) error {
+	err = e.updateFile(ctx, ino, func(tx *registry.Tx) error {
 		garbage, changed = nil, false
 		now, err := tx.GetChunk(ino, idx)
 		if err != nil {
@@ -368,7 +363,6 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 		}
 		return tx.PutChunk(ino, idx, registry.Chunk{{Part: id, Off: 0, Len: uint32(len(data))}})
 	})
-	cl.Unlock()
 	if err != nil || changed {
 		e.dropPending(part)
 		return err

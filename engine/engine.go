@@ -97,9 +97,13 @@ type Engine struct {
 	failed   chan struct{} // closed, and replaced, when a flush fails
 }
 
-// commitLock returns the lock of ino's commits (see commitLocks).
-func (e *Engine) commitLock(ino Ino) *sync.Mutex {
-	return &e.commitLocks[uint64(ino)%uint64(len(e.commitLocks))]
+// updateFile is reg.Update for the commits that rewrite ino's inode record
+// or chunk maps, under ino's commit lock (see commitLocks).
+func (e *Engine) updateFile(ctx context.Context, ino Ino, fn func(*registry.Tx) error) error {
+	l := &e.commitLocks[uint64(ino)%uint64(len(e.commitLocks))]
+	l.Lock()
+	defer l.Unlock()
+	return e.reg.Update(ctx, fn)
 }
 
 func (e *Engine) init() {

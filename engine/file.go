@@ -341,9 +341,7 @@ func (f *file) flush(ctx context.Context) error {
 	if attr {
 		// Times changed by writes whose chunks were committed with older
 		// times (or not at all, for a write of zero new chunks).
-		cl := f.e.commitLock(f.ino)
-		cl.Lock()
-		err := f.e.reg.Update(ctx, func(tx *registry.Tx) error {
+		err := f.e.updateFile(ctx, f.ino, func(tx *registry.Tx) error {
 			in, err := tx.GetInode(f.ino)
 			if err != nil {
 				return err
@@ -351,7 +349,6 @@ func (f *file) flush(ctx context.Context) error {
 			in.Mtime, in.Ctime = max(in.Mtime, mtime), max(in.Ctime, ctime)
 			return tx.PutInode(in)
 		})
-		cl.Unlock()
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("flush ino %d: %w", f.ino, err)
 		}

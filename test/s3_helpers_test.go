@@ -423,19 +423,9 @@ func s3Timed(t *testing.T, store, what string, unblock func(), op func() error) 
 // their retries. It also returns how long the command took.
 func s3RunPfs(t *testing.T, args ...string) (stdout, stderr string, code int, took time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), s3OpTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, pfsBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
-	err := cmd.Run()
+	stdout, stderr, code = runTimeout(t, s3OpTimeout, pfsBin, args...)
 	took = time.Since(start)
-	if ctx.Err() != nil {
-		t.Fatalf("pfs %s: still running after %v (a hang, not a bounded retry); killed it\nstdout: %s\nstderr: %s",
-			strings.Join(args, " "), s3OpTimeout, out.String(), errb.String())
-	}
-	code = exitCodeOf(t, err, "pfs "+strings.Join(args, " "), &out, &errb)
 	t.Logf("pfs %s: exit %d after %v", args[0], code, took.Round(time.Millisecond))
-	return out.String(), errb.String(), code, took
+	return stdout, stderr, code, took
 }

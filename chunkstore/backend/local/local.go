@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pfs-project/pfs/chunkstore/backend"
 )
@@ -96,11 +97,8 @@ func (l *Local) Save(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("local: save %s: %w", key, err)
 	}
 	if l.reserve > 0 {
-		var st unix.Statfs_t
-		if err := unix.Statfs(l.dir, &st); err == nil {
-			if free := int64(st.Bavail) * st.Bsize; free < int64(len(data))+l.reserve {
-				return fmt.Errorf("local: save %s: %w: %d bytes free, %d kept for the registry", key, backend.ErrNoSpace, free, l.reserve)
-			}
+		if _, free, err := l.Usage(ctx); err == nil && int64(free) < int64(len(data))+l.reserve {
+			return fmt.Errorf("local: save %s: %w: %d bytes free, %d kept for the registry", key, backend.ErrNoSpace, free, l.reserve)
 		}
 	}
 	l.saving.RLock()
