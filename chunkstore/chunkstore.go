@@ -126,22 +126,10 @@ func (s *Store) Workers() int { return s.cfg.Workers }
 // and stores it durably under key (holding an I/O slot). Save does not keep
 // data.
 func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, error) {
-	if len(data) > MaxPartSize {
-		return PartMeta{}, fmt.Errorf("save part %s: %d bytes is over the %d limit", key, len(data), MaxPartSize)
+	meta, stored, err := s.Encode(ctx, key, data)
+	if err != nil {
+		return PartMeta{}, err
 	}
-	if err := s.workers.Acquire(ctx, 1); err != nil {
-		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
-	}
-	meta := PartMeta{Key: key, PlainSize: uint32(len(data)), MD5: md5.Sum(data)}
-	stored := data
-	if s.cfg.Compression == Zstd && len(data) > 0 {
-		z := s.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
-		if len(z) < len(data) {
-			stored, meta.Compression = z, Zstd
-		}
-	}
-	s.workers.Release(1)
-	meta.Size = uint32(len(stored))
 	if err := s.io.Acquire(ctx, 1); err != nil {
 		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
 	}
@@ -150,6 +138,32 @@ func (s *Store) Save(ctx context.Context, key string, data []byte) (PartMeta, er
 		return PartMeta{}, fmt.Errorf("save part %s: %w", key, err)
 	}
 	return meta, nil
+}
+
+// Encode is Save without the store: it hashes data and compresses it if
+// configured (holding a worker slot), and returns the part's metadata and
+// the bytes to store, which may share data's memory. A caller that keeps
+// the bytes somewhere of its own (the engine puts small parts in the
+// registry, in the transaction that commits them) loads them again
+// through a backend that serves them.
+func (s *Store) Encode(ctx context.Context, key string, data []byte) (PartMeta, []byte, error) {
+	if len(data) > MaxPartSize {
+		return PartMeta{}, nil, fmt.Errorf("save part %s: %d bytes is over the %d limit", key, len(data), MaxPartSize)
+	}
+	if err := s.workers.Acquire(ctx, 1); err != nil {
+		return PartMeta{}, nil, fmt.Errorf("save part %s: %w", key, err)
+	}
+	defer s.workers.Release(1)
+	meta := PartMeta{Key: key, PlainSize: uint32(len(data)), MD5: md5.Sum(data)}
+	stored := data
+	if s.cfg.Compression == Zstd && len(data) > 0 {
+		z := s.enc.EncodeAll(data, make([]byte, 0, len(data)/2))
+		if len(z) < len(data) {
+			stored, meta.Compression = z, Zstd
+		}
+	}
+	meta.Size = uint32(len(stored))
+	return meta, stored, nil
 }
 
 // LoadInto is Load reading into dst when the part is stored uncompressed

@@ -54,6 +54,18 @@ func (m *Memory) Waiting() bool {
 	return len(m.waiters) > 0
 }
 
+// WaitingBytes returns the bytes blocked Acquires wait for, so a reclaim
+// hook can free enough for all of them, not only for the one calling it.
+func (m *Memory) WaitingBytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, w := range m.waiters {
+		n += w.n
+	}
+	return n
+}
+
 // TryAcquire takes n bytes if that is possible without waiting.
 func (m *Memory) TryAcquire(n int64) bool {
 	m.mu.Lock()

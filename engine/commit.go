@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/pfs-project/pfs/chunkstore"
 	"github.com/pfs-project/pfs/registry"
 )
 
@@ -17,7 +19,8 @@ import (
 // slices to the chunk map, drop slices they hide, adjust reference counts
 // and the file size, (5) delete parts nothing references any more. A crash
 // before (4) leaves a pending part that the next mount collects; after it,
-// the new content is in and the old parts are garbage.
+// the new content is in and the old parts are garbage. A part small enough
+// to live in the registry skips (1) and (2): its bytes go into (4).
 func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
 	ctx := e.bgCtx
 	err := e.storeChunk(ctx, f, fl, prev)
@@ -67,6 +70,7 @@ func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
 	}
 	fl.err = err
 	f.mu.Unlock()
+	e.flushing.Add(-1)
 	if err == nil {
 		if !cached {
 			e.cache.dropFile2(f.ino, fl.idx)
@@ -82,24 +86,58 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	dc := fl.dc
 	id := uuid.New()
 	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: f.ino, Chunk: fl.idx}
-	if err := e.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
-		return fmt.Errorf("flush ino %d chunk %d: record part: %w", f.ino, fl.idx, err)
+	// whole > 0: dc.buf[:whole] is the chunk's entire content (fillGaps),
+	// stored as one part that replaces every older slice.
+	whole := 0
+	if len(dc.ivs) > maxSlices {
+		if prev != nil {
+			<-prev.done // fill from what the previous flush committed
+		}
+		whole = e.fillGaps(ctx, f.ino, fl.idx, dc)
 	}
-	// The part holds the written ranges back to back; one range (the
-	// common case: sequential writes) is stored straight from the buffer.
+	// Otherwise the part holds the written ranges back to back; one range
+	// (the common case: sequential writes) is stored straight from the
+	// buffer.
 	var payload []byte
-	if len(dc.ivs) == 1 {
+	switch {
+	case whole > 0:
+		payload = dc.buf[:whole]
+	case len(dc.ivs) == 1:
 		payload = dc.buf[dc.ivs[0].start:dc.ivs[0].end]
-	} else {
+	default:
 		payload = make([]byte, 0, dc.written())
 		for _, iv := range dc.ivs {
 			payload = append(payload, dc.buf[iv.start:iv.end]...)
 		}
 	}
-	meta, err := e.cs.Save(ctx, part.Key, payload)
-	if err != nil {
-		e.dropPending(part)
-		return fmt.Errorf("flush ino %d chunk %d: %w", f.ino, fl.idx, err)
+	var meta chunkstore.PartMeta
+	// blob is a small part's bytes, which go into the registry in the
+	// commit's own transaction: no pending record is needed (nothing can
+	// be left behind), and a small file's close costs one transaction
+	// instead of three.
+	var blob []byte
+	if len(payload) <= inlineMax {
+		var err error
+		if meta, blob, err = e.cs.Encode(ctx, part.Key, payload); err == nil {
+			err = e.reg.Room()
+		}
+		if err != nil {
+			return fmt.Errorf("flush ino %d chunk %d: %w", f.ino, fl.idx, err)
+		}
+	} else {
+		if err := e.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {
+			return fmt.Errorf("flush ino %d chunk %d: record part: %w", f.ino, fl.idx, err)
+		}
+		var err error
+		if meta, err = e.cs.Save(ctx, part.Key, payload); err != nil {
+			e.dropPending(part)
+			return fmt.Errorf("flush ino %d chunk %d: %w", f.ino, fl.idx, err)
+		}
+	}
+	dropPending := func() {
+		if blob == nil {
+			e.dropPending(part)
+		}
 	}
 	part.Size, part.PlainSize, part.MD5, part.Compression = meta.Size, meta.PlainSize, meta.MD5, uint8(meta.Compression)
 	if prev != nil {
@@ -113,8 +151,16 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	mtime := f.mtime
 	f.mu.Unlock()
 	var slices []registry.Slice
+	if whole > 0 {
+		if end := min(whole, clip); end > 0 {
+			slices = append(slices, registry.Slice{Part: id, Len: uint32(end)})
+		}
+	}
 	pos := uint32(0)
 	for _, iv := range dc.ivs {
+		if whole > 0 {
+			break
+		}
 		l := uint32(iv.end - iv.start)
 		if end := min(iv.end, clip); iv.start < end {
 			slices = append(slices, registry.Slice{Part: id, PartOff: pos, Off: uint32(iv.start), Len: uint32(end - iv.start)})
@@ -122,12 +168,12 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		pos += l
 	}
 	if len(slices) == 0 { // everything was truncated away meanwhile
-		e.dropPending(part)
+		dropPending()
 		return nil
 	}
 	var garbage []*registry.Part
 	var compact bool
-	err = e.updateFile(ctx, f.ino, func(tx *registry.Tx) error {
+	err := e.updateFile(ctx, f.ino, func(tx *registry.Tx) error {
 		garbage, compact = garbage[:0], false
 		in, err := tx.GetInode(f.ino)
 		if err != nil {
@@ -151,6 +197,11 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		if err := tx.PutPart(part); err != nil {
 			return err
 		}
+		if blob != nil {
+			if err := tx.PutBlob(part.Key, blob); err != nil {
+				return err
+			}
+		}
 		if garbage, err = unref(tx, dropped); err != nil {
 			return err
 		}
@@ -165,11 +216,11 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	})
 	if errors.Is(err, registry.ErrNotFound) {
 		// The file was deleted while its data was in flight.
-		e.dropPending(part)
+		dropPending()
 		return nil
 	}
 	if err != nil {
-		e.dropPending(part)
+		dropPending()
 		return fmt.Errorf("flush ino %d chunk %d: commit: %w", f.ino, fl.idx, err)
 	}
 	fl.committed = true
@@ -184,6 +235,76 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		}()
 	}
 	return nil
+}
+
+// fillGaps completes a fragmented dirty chunk into the chunk's whole
+// content: the bytes its writes did not cover are filled in dc.buf from
+// the committed slices (zeros where nothing was ever written), and it
+// returns the content's length. Stored as one part, that replaces every
+// older slice; storing the scattered writes as slices instead would put
+// the chunk over maxSlices and have it compacted, read and rewritten
+// whole, right after. dc.ivs stays as it is: readers and the cache only
+// look at those bytes, and the filled ones equal what they already see.
+//
+// It returns 0 when it cannot (a part does not load); the flush then
+// stores slices as usual and a reader meets the bad part. Each fill holds
+// one loaded part outside the memory cap, so e.fills bounds how many run.
+// The caller has waited for the chunk's previous flush.
+func (e *Engine) fillGaps(ctx context.Context, ino Ino, idx uint64, dc *dirtyChunk) int {
+	e.fills <- struct{}{}
+	defer func() { <-e.fills }()
+	var ch registry.Chunk
+	parts := map[uuid.UUID]*registry.Part{}
+	err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		var err error
+		if ch, err = tx.GetChunk(ino, idx); err != nil {
+			return err
+		}
+		for _, s := range ch {
+			if parts[s.Part] == nil {
+				if parts[s.Part], err = tx.GetPart(s.Part); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0
+	}
+	end := dc.ivs[len(dc.ivs)-1].end
+	for _, s := range ch {
+		end = max(end, int(s.Off+s.Len))
+	}
+	// Newest slice first: what neither the writes nor a newer slice
+	// covers comes from this one.
+	type segment struct{ off, partOff, n int }
+	from := map[uuid.UUID][]segment{}
+	covered := dirtyChunk{ivs: slices.Clone(dc.ivs)}
+	for i := len(ch) - 1; i >= 0; i-- {
+		s := ch[i]
+		for _, g := range covered.gaps(int(s.Off), int(s.Off+s.Len)) {
+			from[s.Part] = append(from[s.Part], segment{g.start, int(s.PartOff) + g.start - int(s.Off), g.end - g.start})
+		}
+		covered.add(int(s.Off), int(s.Off+s.Len))
+	}
+	for _, g := range covered.gaps(0, end) {
+		clear(dc.buf[g.start:g.end]) // a hole
+	}
+	for id, segs := range from {
+		data, err := e.cs.Load(ctx, partMeta(parts[id]))
+		if err != nil {
+			e.log.Debug("flush: cannot fill a fragmented chunk; storing its writes as slices", "ino", ino, "chunk", idx, "err", err)
+			return 0
+		}
+		for _, sg := range segs {
+			if sg.partOff+sg.n > len(data) {
+				return 0
+			}
+			copy(dc.buf[sg.off:sg.off+sg.n], data[sg.partOff:])
+		}
+	}
+	return end
 }
 
 // dropCache for a committed chunk. A separate name keeps flushChunk readable.

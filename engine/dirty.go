@@ -47,6 +47,27 @@ func (d *dirtyChunk) covers(start, end int) bool {
 	return false
 }
 
+// gaps returns the parts of [start, end) that were not written.
+func (d *dirtyChunk) gaps(start, end int) []interval {
+	var out []interval
+	for _, iv := range d.ivs {
+		if iv.end <= start {
+			continue
+		}
+		if iv.start >= end {
+			break
+		}
+		if iv.start > start {
+			out = append(out, interval{start, iv.start})
+		}
+		start = max(start, iv.end)
+	}
+	if start < end {
+		out = append(out, interval{start, end})
+	}
+	return out
+}
+
 // overlay copies the written bytes that fall in [off, off+len(dst)) of the
 // chunk into dst, and nothing at or beyond limit.
 func (d *dirtyChunk) overlay(dst []byte, off, limit int) {

@@ -55,6 +55,30 @@ func TestDirtyChunkAgainstModel(t *testing.T) {
 		if d.written() != cnt {
 			t.Fatalf("written %d want %d", d.written(), cnt)
 		}
+		for _, r := range [][2]int{{0, n}, {n / 4, n / 2}, {rng.IntN(n), n}} {
+			pos := r[0]
+			for _, g := range d.gaps(r[0], r[1]) {
+				if g.start < pos || g.end <= g.start || g.end > r[1] {
+					t.Fatalf("gaps(%d, %d) = %v: out of order or range (ivs %v)", r[0], r[1], d.gaps(r[0], r[1]), d.ivs)
+				}
+				for i := pos; i < g.start; i++ {
+					if !m.written[i] {
+						t.Fatalf("gaps(%d, %d) = %v misses unwritten byte %d (ivs %v)", r[0], r[1], d.gaps(r[0], r[1]), i, d.ivs)
+					}
+				}
+				for i := g.start; i < g.end; i++ {
+					if m.written[i] {
+						t.Fatalf("gaps(%d, %d) = %v holds written byte %d (ivs %v)", r[0], r[1], d.gaps(r[0], r[1]), i, d.ivs)
+					}
+				}
+				pos = g.end
+			}
+			for i := pos; i < r[1]; i++ {
+				if !m.written[i] {
+					t.Fatalf("gaps(%d, %d) misses unwritten byte %d (ivs %v)", r[0], r[1], i, d.ivs)
+				}
+			}
+		}
 		full := cnt == n
 		if d.full(n) != full {
 			t.Fatalf("full %v want %v (%v)", d.full(n), full, d.ivs)

@@ -30,7 +30,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pfs-project/pfs/chunkstore"
@@ -73,8 +75,12 @@ type Engine struct {
 	cs        *chunkstore.Store
 	mem       *chunkstore.Memory
 	cache     *chunkCache
-	bufs      sync.Pool // chunk-sized []byte, memory accounted by the holder
-	xattrless inoSet    // inodes known to have no extended attributes
+	bufs      sync.Pool    // chunk-sized []byte, memory accounted by the holder
+	flushing  atomic.Int64 // dirty chunks on their way into the store
+	// fills bounds the gap fills of fragmented flushes running at once
+	// (see fillGaps): each holds one loaded part outside the memory cap.
+	fills     chan struct{}
+	xattrless inoSet // inodes known to have no extended attributes
 
 	// commitLocks serialize, per file (striped by inode), the commits that
 	// rewrite its inode record and chunk maps: flush commits, compactions
@@ -112,6 +118,7 @@ func (e *Engine) init() {
 	e.mem.SetReclaim(e.reclaim)
 	cs := int(e.chunkSize)
 	e.bufs.New = func() any { b := make([]byte, cs); return &b }
+	e.fills = make(chan struct{}, max(1, e.cfg.Workers))
 	e.files = make(map[Ino]*file)
 	e.stop = make(chan struct{})
 	e.failed = make(chan struct{})
@@ -182,7 +189,46 @@ func (e *Engine) reclaim(need int64) {
 	if e.cache.evict(need) >= need {
 		return
 	}
-	e.flushAll(false)
+	e.flushFullest()
+}
+
+// flushFullest starts flushing the dirty chunks with the most written
+// bytes, until the flushes in flight give back what every blocked writer
+// waits for and keep each worker busy. Flushing every dirty chunk instead
+// turned random writes over a file set as large as the cap into a storm:
+// hundreds of chunks, each with a few scattered writes, flushed at once
+// as fragmented parts, each then compacted; the fullest chunks give the
+// most written bytes per part stored.
+func (e *Engine) flushFullest() {
+	want := (e.mem.WaitingBytes()+e.chunkSize-1)/e.chunkSize + int64(e.cs.Workers())
+	n := want - e.flushing.Load()
+	if n <= 0 {
+		return
+	}
+	type candidate struct {
+		f       *file
+		idx     uint64
+		written int
+	}
+	var cands []candidate
+	e.mu.Lock()
+	for _, f := range e.files {
+		f.mu.Lock()
+		for idx, dc := range f.dirty {
+			cands = append(cands, candidate{f, idx, dc.written()})
+		}
+		f.mu.Unlock()
+	}
+	e.mu.Unlock()
+	slices.SortFunc(cands, func(a, b candidate) int { return b.written - a.written })
+	for _, c := range cands[:min(int64(len(cands)), n)] {
+		c.f.mu.Lock()
+		if dc := c.f.dirty[c.idx]; dc != nil {
+			delete(c.f.dirty, c.idx)
+			c.f.startFlushLocked(c.idx, dc)
+		}
+		c.f.mu.Unlock()
+	}
 }
 
 // flushAll starts flushing the dirty chunks of every file; with onlyIdle,

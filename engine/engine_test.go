@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pfs-project/pfs/chunkstore"
+	"github.com/pfs-project/pfs/registry"
 )
 
 const testChunk = 128 << 10 // above inlineMax, so full chunks are object files
@@ -73,17 +74,7 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 			if rng.IntN(3) == 0 {
 				n = 1 + rng.IntN(4096)
 			}
-			p := make([]byte, n)
-			for i := range p {
-				p[i] = byte(rng.Uint32())
-			}
-			if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
-				t.Fatal(err)
-			}
-			if off+n > len(model) {
-				model = append(model, make([]byte, off+n-len(model))...)
-			}
-			copy(model[off:], p)
+			model = writeRandom(t, h, rng, model, off, n)
 		case r < 7:
 			size := rng.IntN(7 * testChunk)
 			s := uint64(size)
@@ -113,8 +104,35 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 			}
 		}
 	}
+	checkReopened(t, e, h, dir, 8*testChunk, model)
+}
+
+// writeRandom writes n random bytes at off through h and into model, and
+// returns model.
+func writeRandom(t *testing.T, h *Handle, rng *rand.Rand, model []byte, off, n int) []byte {
+	t.Helper()
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	if _, err := h.WriteAt(context.Background(), p, int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	if off+n > len(model) {
+		model = append(model, make([]byte, off+n-len(model))...)
+	}
+	copy(model[off:], p)
+	return model
+}
+
+// checkReopened checks that h reads model, closes h and e, reopens the
+// store so the data must come back from parts, reads model again and runs
+// fsck.
+func checkReopened(t *testing.T, e *Engine, h *Handle, dir string, mem int64, model []byte) {
+	t.Helper()
+	ctx := context.Background()
 	if got := readAll(t, h); !bytes.Equal(got, model) {
-		t.Fatalf("final read mismatch: %d vs %d bytes", len(got), len(model))
+		t.Fatalf("read mismatch: %d vs %d bytes", len(got), len(model))
 	}
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -122,9 +140,8 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	e2 := openTest(t, dir, 8*testChunk)
-	h2, err := e2.OpenFile(ctx, ino)
+	e2 := openTest(t, dir, mem)
+	h2, err := e2.OpenFile(ctx, h.Ino())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,12 +149,8 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 	if got := readAll(t, h2); !bytes.Equal(got, model) {
 		t.Fatalf("after reopen: mismatch: %d vs %d bytes", len(got), len(model))
 	}
-	rep, err := e2.Fsck(ctx, FsckOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Problems) != 0 {
-		t.Fatalf("fsck found problems: %v", rep.Problems)
+	if rep, err := e2.Fsck(ctx, FsckOptions{}); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("fsck: %+v %v", rep, err)
 	}
 }
 
@@ -536,4 +549,59 @@ func TestConcurrentFlushesOfOneFile(t *testing.T) {
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFragmentedFlushStoresWholeChunk: a flush of a chunk with more
+// scattered writes than maxSlices stores the chunk's whole content as one
+// part, filled from what was committed before (older slices, and zeros
+// for holes and past the old end), instead of one slice per write.
+func TestFragmentedFlushStoresWholeChunk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 16*testChunk)
+	h := createFile(t, e, "f")
+	ino := h.Ino()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var model []byte
+	write := func(off, n int) { model = writeRandom(t, h, rng, model, off, n) }
+	flush := func() {
+		if err := h.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 2*testChunk) // chunks 0 and 1 stored whole
+	flush()
+	for i := 0; i < 3; i++ { // chunk 1 gets slices of its own
+		write(testChunk+rng.IntN(testChunk-100), 100)
+		flush()
+	}
+	// Chunk 2 is a hole up to 2.5 chunks; chunk 3 does not exist yet.
+	size := uint64(2*testChunk + testChunk/2)
+	if _, err := e.SetAttr(ctx, ino, SetAttrIn{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	model = append(model, make([]byte, int(size)-len(model))...)
+	// 40 scattered writes in each of chunks 1, 2 and 3.
+	for _, c := range []int{1, 2, 3} {
+		for i := 0; i < 40; i++ {
+			write(c*testChunk+i*(testChunk/40)+rng.IntN(100), 1+rng.IntN(200))
+		}
+	}
+	flush()
+	for _, c := range []uint64{1, 2, 3} {
+		var ch []int
+		if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+			chunk, err := tx.GetChunk(ino, c)
+			for _, s := range chunk {
+				ch = append(ch, int(s.Len))
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(ch) != 1 {
+			t.Errorf("chunk %d: %d slices %v, want the whole chunk as one", c, len(ch), ch)
+		}
+	}
+	checkReopened(t, e, h, dir, 16*testChunk, model)
 }

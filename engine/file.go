@@ -302,6 +302,7 @@ func (f *file) startFlushLocked(idx uint64, dc *dirtyChunk) {
 	}
 	fl := &flushing{idx: idx, dc: dc, clip: int(f.e.chunkSize), done: make(chan struct{})}
 	f.inflight[idx] = append(f.inflight[idx], fl)
+	f.e.flushing.Add(1)
 	f.e.bg.Add(1)
 	go func() {
 		defer f.e.bg.Done()

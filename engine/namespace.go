@@ -653,9 +653,9 @@ func (e *Engine) ReadDir(ctx context.Context, ino Ino, after string, fn func(Dir
 
 // GetXattr returns the value of an extended attribute, or ErrNoAttr.
 //
-// The kernel asks for security.capability before every write and ls -l
-// asks for ACLs of every file, nearly always of inodes with no attributes
-// at all; those are answered from memory.
+// The kernel asks for security.capability before every write, nearly
+// always of an inode with no attributes at all; that is answered from
+// memory.
 func (e *Engine) GetXattr(ctx context.Context, ino Ino, name string) ([]byte, error) {
 	gen, known := e.xattrless.has(ino)
 	if known {

@@ -59,10 +59,15 @@ type Server struct {
 const (
 	// cacheTimeout is how long the kernel may trust entries, attributes
 	// and negative lookups. Only this mount changes the store (the store
-	// lock keeps other writers out) and the kernel invalidates what its own
-	// requests change, so staleness is bounded to changes the kernel cannot
-	// see, like the nlink of a hard link's other names.
-	cacheTimeout = time.Second
+	// lock keeps other writers out, offline commands included) and the
+	// kernel updates or invalidates what its own requests change: a
+	// create, unlink or rename invalidates the directory, a write the
+	// size, a link or unlink the inode's nlink (hard links share one
+	// kernel inode). Nothing is left to expire, so the timeout is long,
+	// as virtiofs does for a directory no one else shares (cache=always).
+	// A short one costs a LOOKUP round trip per file for every ls -l or
+	// stat of a tree not touched within it.
+	cacheTimeout = time.Hour
 
 	// maxWrite is the largest READ and WRITE request: 1 MiB, the kernel's
 	// maximum, so one request carries a quarter of a default chunk.

@@ -262,6 +262,65 @@ func TestMount(t *testing.T) {
 		}
 	})
 
+	// Listings and lookups stay cached in the kernel between opens (long
+	// timeouts, FOPEN_KEEP_CACHE on directories): every change through
+	// the mount must still show at once.
+	t.Run("CachedListingFollowsChanges", func(t *testing.T) {
+		if err := os.Mkdir(p("dir/cached"), 0755); err != nil {
+			t.Fatal(err)
+		}
+		list := func() []string {
+			t.Helper()
+			entries, err := os.ReadDir(p("dir/cached"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range entries {
+				got = append(got, e.Name())
+			}
+			return got
+		}
+		want := func(names ...string) {
+			t.Helper()
+			if got := list(); !slices.Equal(got, names) {
+				t.Errorf("listing %q, want %q", got, names)
+			}
+		}
+		mustWrite(t, p("dir/cached/a"), []byte("a"), 0644)
+		want("a")
+		want("a") // served from the kernel's cache
+		mustWrite(t, p("dir/cached/b"), []byte("b"), 0644)
+		want("a", "b")
+		if err := os.Rename(p("dir/cached/a"), p("dir/cached/c")); err != nil {
+			t.Fatal(err)
+		}
+		want("b", "c")
+		if err := os.Rename(p("dir/cached/b"), p("dir/b-moved")); err != nil {
+			t.Fatal(err)
+		}
+		want("c")
+		if err := os.Remove(p("dir/cached/c")); err != nil {
+			t.Fatal(err)
+		}
+		want()
+		if _, err := os.Lstat(p("dir/cached/c")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("removed name still found: %v", err)
+		}
+		if err := os.Link(p("dir/b-moved"), p("dir/cached/l")); err != nil {
+			t.Fatal(err)
+		}
+		if st := lstat(t, p("dir/b-moved")); st.Nlink != 2 {
+			t.Errorf("nlink after link through another name: %d", st.Nlink)
+		}
+		if err := os.Remove(p("dir/cached/l")); err != nil {
+			t.Fatal(err)
+		}
+		if st := lstat(t, p("dir/b-moved")); st.Nlink != 1 {
+			t.Errorf("nlink after unlink through another name: %d", st.Nlink)
+		}
+	})
+
 	t.Run("Rename", func(t *testing.T) {
 		mustWrite(t, p("tomove"), small, 0644)
 		if err := os.Rename(p("tomove"), p("dir/moved")); err != nil {
@@ -361,6 +420,15 @@ func TestMount(t *testing.T) {
 		}
 		_, err = unix.Getxattr(p("small"), "user.tmp", buf)
 		checkErrno(t, "Getxattr removed", err, syscall.ENODATA)
+		// ACLs and security labels pfs does not enforce are refused, so
+		// tools (ls -l) stop asking; file capabilities are kept.
+		checkErrno(t, "set an ACL", unix.Setxattr(p("small"), "system.posix_acl_access", []byte{2, 0, 0, 0}, 0), syscall.EOPNOTSUPP)
+		_, err = unix.Getxattr(p("small"), "system.posix_acl_access", buf)
+		checkErrno(t, "get an ACL", err, syscall.EOPNOTSUPP)
+		_, err = unix.Lgetxattr(p("small"), "security.selinux", buf)
+		checkErrno(t, "get an SELinux label", err, syscall.EOPNOTSUPP)
+		_, err = unix.Getxattr(p("small"), "security.capability", buf)
+		checkErrno(t, "get capabilities", err, syscall.ENODATA)
 	})
 
 	t.Run("Truncate", func(t *testing.T) {

@@ -151,13 +151,14 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fusefs.InodeEm
 // OpendirHandle opens a directory for listing. The handle pages through
 // the engine; see dirHandle.
 //
-// FOPEN_CACHE_DIR lets the kernel keep the listing in its page cache; the
-// kernel drops it when the directory's mtime or attribute version changes,
-// which every create, unlink and rename through this mount does (and only
-// this mount changes the store). ls -lR of an unchanged tree then costs no
-// READDIR round trips.
+// FOPEN_CACHE_DIR lets the kernel keep the listing in its page cache, and
+// FOPEN_KEEP_CACHE keeps it from one open to the next (without it every
+// opendir drops it). The kernel drops it itself when the directory
+// changes, which every create, unlink and rename through this mount does,
+// and only this mount changes the store. find or ls -lR of an unchanged
+// tree then costs no READDIR round trips.
 func (n *Node) OpendirHandle(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR, 0
+	return &dirHandle{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // dirPage is how many entries dirHandle fetches from the engine at once.

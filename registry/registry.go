@@ -330,6 +330,16 @@ func DiskReserve(budget int64) int64 {
 // filesystem has less than Options.MinFree free, keeping the rest for
 // Update's deletes and commits.
 func (r *Registry) Grow(ctx context.Context, fn func(*Tx) error) error {
+	if err := r.Room(); err != nil {
+		return err
+	}
+	return r.Update(ctx, fn)
+}
+
+// Room returns ErrNoSpace when a Grow would be refused now. Callers whose
+// transaction must also go through a lock of their own check Room first
+// and then Update.
+func (r *Registry) Room() error {
 	if r.minFree > 0 && !r.inMemory {
 		var st unix.Statfs_t
 		if err := unix.Statfs(r.dir, &st); err == nil {
@@ -338,7 +348,7 @@ func (r *Registry) Grow(ctx context.Context, fn func(*Tx) error) error {
 			}
 		}
 	}
-	return r.Update(ctx, fn)
+	return nil
 }
 
 // Update runs fn in a read-write transaction and commits it. If the commit
