@@ -60,7 +60,10 @@ type Config struct {
 const (
 	idleFlushAfter = 5 * time.Second // a dirty chunk untouched this long is flushed
 	idleTick       = time.Second
-	maxSlices      = 16 // a chunk with more slices is compacted
+	// maxSlices: a chunk with more slices is compacted (rewritten whole).
+	// A database adds a few slices per commit; at 16 it rewrote each 4 MiB
+	// chunk every few commits (sqlite, W8: 7.9 s against 6.5-7.3 s at 64).
+	maxSlices = 64
 )
 
 // Engine is an open store.

@@ -581,10 +581,11 @@ func TestFragmentedFlushStoresWholeChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	model = append(model, make([]byte, int(size)-len(model))...)
-	// 40 scattered writes in each of chunks 1, 2 and 3.
+	// More scattered writes than maxSlices in each of chunks 1, 2 and 3.
+	const n = maxSlices + 20
 	for _, c := range []int{1, 2, 3} {
-		for i := 0; i < 40; i++ {
-			write(c*testChunk+i*(testChunk/40)+rng.IntN(100), 1+rng.IntN(200))
+		for i := 0; i < n; i++ {
+			write(c*testChunk+i*(testChunk/n)+rng.IntN(100), 1+rng.IntN(200))
 		}
 	}
 	flush()

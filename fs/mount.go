@@ -115,6 +115,11 @@ func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
 		// at the bdi's read_ahead_kb (128 KiB), which setReadAhead raises
 		// after mounting.
 		MaxReadAhead: readAheadKB << 10,
+		// pfs answers reads from its own buffers, never from a file
+		// descriptor, so go-fuse's splice path never applies; left on, it
+		// first writes each reply's header into a pipe, then gives up
+		// (and, for 1 MiB reads, logs a warning per read).
+		DisableSplice: true,
 		// Background requests are readahead and async writes; the
 		// default of 12 starves the engine's worker pool on big copies.
 		MaxBackground: 64,
