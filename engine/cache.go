@@ -345,13 +345,31 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 	for _, s := range ch {
 		end = max(end, int(s.Off+s.Len))
 	}
+	// A chunk with little content (a small file) gets a buffer of its
+	// size, counted at its size: a chunk-sized one would let the cache hold
+	// only cap/chunk-size small files, and keep the heap at the memory
+	// limit, where the Go runtime collects garbage without pause.
 	var buf []byte
-	if wait {
+	mem := e.chunkSize
+	switch {
+	case int64(end) <= e.chunkSize/8:
+		mem = int64(end)
+		if wait {
+			if err := e.mem.Acquire(ctx, mem); err != nil {
+				return nil, 0, nil, err
+			}
+		} else if !e.mem.TryAcquire(mem) {
+			return nil, 0, nil, errNoMemory
+		}
+		buf = make([]byte, end)
+	case wait:
 		if buf, err = e.getBuf(ctx); err != nil {
 			return nil, 0, nil, err
 		}
-	} else if buf = e.tryGetBuf(); buf == nil {
-		return nil, 0, nil, errNoMemory
+	default:
+		if buf = e.tryGetBuf(); buf == nil {
+			return nil, 0, nil, errNoMemory
+		}
 	}
 	if len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0 {
 		// The common case (a chunk written in one go): the part is the
@@ -362,7 +380,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			err = fmt.Errorf("part %s: slice of %d bytes beyond its %d bytes: %w", p.Key, s.Len, len(data), chunkstore.ErrChecksum)
 		}
 		if err != nil {
-			e.putChunkData(buf, e.chunkSize)
+			e.putChunkData(buf, mem)
 			if errors.Is(err, chunkstore.ErrNotFound) {
 				return nil, 0, ch, &missingPart{ino, idx, s, p, err}
 			}
@@ -371,7 +389,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		if &data[0] != &buf[0] {
 			copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
 		}
-		return buf[:s.Len], e.chunkSize, ch, nil
+		return buf[:s.Len], mem, ch, nil
 	}
 	buf = buf[:end]
 	clear(buf)
@@ -382,14 +400,14 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			p := parts[s.Part]
 			data, err = e.cs.Load(ctx, partMeta(p))
 			if err != nil {
-				e.putChunkData(buf, e.chunkSize)
+				e.putChunkData(buf, mem)
 				if errors.Is(err, chunkstore.ErrNotFound) {
 					return nil, 0, ch, &missingPart{ino, idx, s, p, err}
 				}
 				return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p, err)
 			}
 			if int(s.PartOff+s.Len) > len(data) {
-				e.putChunkData(buf, e.chunkSize)
+				e.putChunkData(buf, mem)
 				return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p,
 					fmt.Errorf("part %s: slice %d+%d beyond its %d bytes: %w", p.Key, s.PartOff, s.Len, len(data), chunkstore.ErrChecksum))
 			}
@@ -397,7 +415,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		}
 		copy(buf[s.Off:s.Off+s.Len], data[s.PartOff:s.PartOff+s.Len])
 	}
-	return buf, e.chunkSize, ch, nil
+	return buf, mem, ch, nil
 }
 
 // errNoMemory tells read-ahead that the cap was full; it is never returned

@@ -84,8 +84,6 @@ func (e *Engine) flushChunk(f *file, fl *flushing, prev *flushing) {
 
 func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *flushing) error {
 	dc := fl.dc
-	id := uuid.New()
-	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: f.ino, Chunk: fl.idx}
 	// whole > 0: dc.buf[:whole] is the chunk's entire content (fillGaps),
 	// stored as one part that replaces every older slice.
 	whole := 0
@@ -110,6 +108,19 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 			payload = append(payload, dc.buf[iv.start:iv.end]...)
 		}
 	}
+	// A small part lives in the registry under its ID. Time-ordered IDs
+	// (UUIDv7) keep the parts written together side by side there, so
+	// reading back a tree that was written together reads the registry's
+	// tables in order rather than at random, and its LSM compactions only
+	// touch the newest key range. Object parts keep random IDs: the local
+	// backend fans objects out into directories by the ID's first digits.
+	id := uuid.New()
+	if len(payload) <= inlineMax {
+		if v7, err := uuid.NewV7(); err == nil {
+			id = v7
+		}
+	}
+	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: f.ino, Chunk: fl.idx}
 	var meta chunkstore.PartMeta
 	// blob is a small part's bytes, which go into the registry in the
 	// commit's own transaction: no pending record is needed (nothing can

@@ -606,3 +606,43 @@ func TestFragmentedFlushStoresWholeChunk(t *testing.T) {
 	}
 	checkReopened(t, e, h, dir, 16*testChunk, model)
 }
+
+// TestSmallChunksCachedAtTheirSize: a cached chunk with little content
+// takes memory of its size from the cap, not a whole chunk's, so the cache
+// holds many more small files than cap/chunk size.
+func TestSmallChunksCachedAtTheirSize(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	const files, size = 100, 1000
+	var inos []Ino
+	for i := range files {
+		h := createFile(t, e, fmt.Sprintf("f%d", i))
+		if _, err := h.WriteAt(ctx, bytes.Repeat([]byte{byte(i)}, size), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, h.Ino())
+	}
+	if used := e.mem.Used(); used != 0 {
+		t.Fatalf("%d bytes of the cap in use before reading", used)
+	}
+	for i, ino := range inos {
+		h, err := e.OpenFile(ctx, ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, h); !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, size)) {
+			t.Fatalf("file %d reads back wrong", i)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100 files of 1000 bytes: 100 000 bytes, where chunk-sized buffers
+	// would have needed 100 chunks, 12 times the cap.
+	if used := e.mem.Used(); used != files*size {
+		t.Fatalf("cache holds %d bytes of the cap, want %d", used, files*size)
+	}
+}
