@@ -7,7 +7,8 @@
 #   QUICK=1       1 round, 256 MiB files, 5 s fio runs, a tenth of the tree (under 4 minutes)
 #   ROUNDS=N      rounds (default 3; 1 with QUICK)
 #   FIO_RUNTIME=D each fio run, e.g. 30s (default 10s; 5s with QUICK)
-#   SYSTEMS=a,b   a subset of native,loopback-pt,loopback,pfs,pfs-64M,pfs-s3,gocryptfs
+#   SYSTEMS=a,b   systems to run, of native,loopback-pt,loopback,pfs,pfs-64M,pfs-s3,gocryptfs
+#                 (default: all but pfs-s3)
 #   BENCH_DIR=D   where the systems' files go, on the disk to measure (default /var/tmp)
 #   PFS_BIN=P     the pfs binary (default bin/pfs, built here if missing)
 #   KEEP=1        keep the work dir (stores, daemon logs) afterwards
@@ -48,7 +49,7 @@ if [ ! -c /dev/fuse ]; then
 fi
 
 # pfs-s3 keeps its parts in versitygw, an S3 server from the Go module proxy.
-if [ -z "${SYSTEMS:-}" ] || [[ ",$SYSTEMS," == *,pfs-s3,* ]]; then
+if [[ ",${SYSTEMS:-}," == *,pfs-s3,* ]]; then
 	if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$("$GO" env GOPATH)/bin/versitygw" ]; then
 		echo "bench: installing versitygw"
 		"$GO" install github.com/versity/versitygw/cmd/versitygw@v1.8.0

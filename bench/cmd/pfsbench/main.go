@@ -54,6 +54,11 @@ type config struct {
 // allSystems is every system and the column order of the table.
 var allSystems = []string{"native", "loopback-pt", "loopback", "pfs", "pfs-64M", "pfs-s3", "gocryptfs"}
 
+// defaultSystems are the ones the issue asks for. pfs-s3 (no target
+// applies) is left out to keep the full run near its 20-minute budget;
+// -systems adds it.
+var defaultSystems = slices.DeleteFunc(slices.Clone(allSystems), func(s string) bool { return s == "pfs-s3" })
+
 func main() {
 	cfg, err := parseFlags()
 	if err != nil {
@@ -75,7 +80,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&cfg.quick, "quick", false, "1 round, smaller files and 5 s fio runs (under 4 minutes)")
 	flag.IntVar(&cfg.rounds, "rounds", 0, "rounds (default 3, or 1 with -quick)")
 	flag.StringVar(&cfg.dir, "dir", "", "parent of the work dir, on the disk to measure (default /var/tmp, else bench/work)")
-	flag.StringVar(&systems, "systems", strings.Join(allSystems, ","), "comma-separated systems to run")
+	flag.StringVar(&systems, "systems", strings.Join(defaultSystems, ","), "comma-separated systems to run, of "+strings.Join(allSystems, ","))
 	flag.StringVar(&cfg.pfsBin, "pfs", "bin/pfs", "the pfs binary")
 	flag.StringVar(&cfg.loopbackBin, "loopback", "bin/pfs-loopback", "the go-fuse loopback binary (bench/loopback)")
 	flag.StringVar(&cfg.out, "out", "bench/results/latest.md", "where to write the report")
