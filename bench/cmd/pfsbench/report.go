@@ -74,9 +74,25 @@ func (r *runner) report(took time.Duration) string {
 		"W3 %s (%d files); W4 %s file, W4/W4d/W7 fio %d jobs × %s; W7 %d × %s; W8 %d rows in %d transactions\n",
 		c.rounds, sizeStr(c.seqSize), c.tree, r.treeFiles, sizeStr(c.fioSize), c.fioJobs, c.fioRuntime,
 		c.fioJobs, sizeStr(c.rwSize), c.sqlRows, c.sqlTxns)
-	fmt.Fprintf(&b, "- systems: native = the directory on disk; loopback-pt = go-fuse %s `fs.NewLoopbackRoot` as go-fuse sets it up "+
-		"(FUSE passthrough as root); loopback = the same with passthrough off; pfs = `pfs mount` defaults; "+
-		"pfs-64M = `pfs mount --memory 64MiB`; pfs-s3 = `pfs mount` defaults with parts in an S3 bucket of versitygw on 127.0.0.1 (%s); gocryptfs = %s\n", goFuseVersion(c.loopbackBin), versitygwVersion(), toolVersion("gocryptfs", "--version"))
+	// Describe the systems that ran, in column order.
+	described := map[string]func() string{
+		"native": func() string { return "native = the directory on disk" },
+		"loopback-pt": func() string {
+			return fmt.Sprintf("loopback-pt = go-fuse %s `fs.NewLoopbackRoot` as go-fuse sets it up (FUSE passthrough as root)", goFuseVersion(c.loopbackBin))
+		},
+		"loopback": func() string { return "loopback = the same with passthrough off" },
+		"pfs":      func() string { return "pfs = `pfs mount` defaults" },
+		"pfs-64M":  func() string { return "pfs-64M = `pfs mount --memory 64MiB`" },
+		"pfs-s3": func() string {
+			return fmt.Sprintf("pfs-s3 = `pfs mount` defaults with parts in an S3 bucket of versitygw on 127.0.0.1 (%s)", versitygwVersion())
+		},
+		"gocryptfs": func() string { return "gocryptfs = " + toolVersion("gocryptfs", "--version") },
+	}
+	var descs []string
+	for _, name := range c.systems {
+		descs = append(descs, described[name]())
+	}
+	fmt.Fprintf(&b, "- systems: %s\n", strings.Join(descs, "; "))
 	fmt.Fprintf(&b, "- tools: %s, sqlite3 %s\n\n", toolVersion("fio", "--version"), toolVersion("sqlite3", "--version"))
 
 	cell := "median"
