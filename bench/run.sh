@@ -63,7 +63,7 @@ fi
 "$GO" build -o bin/pfs-loopback ./bench/loopback
 "$GO" build -o bin/pfsbench ./bench/cmd/pfsbench
 
-args=(-pfs "$pfs_bin" -loopback bin/pfs-loopback -out bench/results/latest.md)
+args=(-pfs "$pfs_bin" -loopback bin/pfs-loopback)
 if [ "${QUICK:-0}" = 1 ]; then args+=(-quick); fi
 if [ -n "${ROUNDS:-}" ]; then args+=(-rounds "$ROUNDS"); fi
 if [ -n "${FIO_RUNTIME:-}" ]; then args+=(-fio-runtime "$FIO_RUNTIME"); fi

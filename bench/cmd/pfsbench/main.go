@@ -83,7 +83,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&systems, "systems", strings.Join(defaultSystems, ","), "comma-separated systems to run, of "+strings.Join(allSystems, ","))
 	flag.StringVar(&cfg.pfsBin, "pfs", "bin/pfs", "the pfs binary")
 	flag.StringVar(&cfg.loopbackBin, "loopback", "bin/pfs-loopback", "the go-fuse loopback binary (bench/loopback)")
-	flag.StringVar(&cfg.out, "out", "bench/results/latest.md", "where to write the report")
+	flag.StringVar(&cfg.out, "out", "", "where to write the report (default bench/results/latest.md, or bench/results/quick.md with -quick, so a quick run never replaces the full one)")
 	flag.StringVar(&cfg.tree, "tree", "", "the tree W3 extracts (default the Go source tree; its runtime/ with -quick)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work dir (stores, daemon logs) after the run")
 	flag.DurationVar(&cfg.fioRuntime, "fio-runtime", 0, "runtime of each fio run (default 10s, or 5s with -quick)")
@@ -106,6 +106,12 @@ func parseFlags() (config, error) {
 	}
 	if cfg.rounds == 0 {
 		cfg.rounds = rounds
+	}
+	if cfg.out == "" {
+		cfg.out = "bench/results/latest.md"
+		if cfg.quick {
+			cfg.out = "bench/results/quick.md"
+		}
 	}
 	if cfg.fioRuntime == 0 {
 		cfg.fioRuntime = runtime
