@@ -688,11 +688,15 @@ func (e *Engine) purge(ctx context.Context, ino Ino) error {
 	}
 }
 
-// purgeIfUnlinked purges ino if it has no links and no open handle.
+// purgeIfUnlinked purges ino if it has no links and no open handle. An
+// open file is marked, so that its last Release calls again.
 func (e *Engine) purgeIfUnlinked(ctx context.Context, ino Ino) error {
 	if f := e.openFile(ino); f != nil {
 		f.mu.Lock()
 		open := f.opens > 0
+		if open {
+			f.unlinked = true
+		}
 		f.mu.Unlock()
 		if open {
 			return nil

@@ -646,3 +646,54 @@ func TestSmallChunksCachedAtTheirSize(t *testing.T) {
 		t.Fatalf("cache holds %d bytes of the cap, want %d", used, files*size)
 	}
 }
+
+// TestRenameOverOpenFile: a file replaced by a rename while open stays
+// readable through its handle, and its parts go with its last close.
+func TestRenameOverOpenFile(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	old := createFile(t, e, "old")
+	data := bytes.Repeat([]byte("o"), 2*testChunk)
+	if _, err := old.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.OpenFile(ctx, old.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := createFile(t, e, "new")
+	if _, err := h.WriteAt(ctx, []byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Rename(ctx, RootIno, "new", RootIno, "old", 0); err != nil {
+		t.Fatal(err)
+	}
+	countParts := func() int {
+		n := 0
+		if err := e.cs.Backend().List(ctx, func(string, int64) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := second.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, old); !bytes.Equal(got, data) {
+		t.Fatal("replaced file not readable through the handle still open")
+	}
+	if n := countParts(); n != 3 { // two chunks of the replaced file, one of the new
+		t.Fatalf("%d parts while the replaced file is still open, want 3", n)
+	}
+	if err := old.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countParts(); n != 1 {
+		t.Fatalf("%d parts after the replaced file's last close, want 1", n)
+	}
+}

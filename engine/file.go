@@ -34,6 +34,7 @@ type file struct {
 	mtime    int64
 	ctime    int64
 	attrDirt bool // mtime/ctime changed since the last commit
+	unlinked bool // lost its last link while open: the last Release purges it
 	dirty    map[uint64]*dirtyChunk
 	inflight map[uint64][]*flushing // per chunk, in commit order
 	ver      map[uint64]uint64      // bumped whenever a chunk's committed map changes
@@ -401,9 +402,12 @@ func (h *Handle) Release(ctx context.Context) error {
 	f.mu.Lock()
 	f.opens--
 	last := f.opens == 0
+	unlinked := f.unlinked
 	f.mu.Unlock()
 	e.releaseFile(f)
-	if last && !e.cfg.ReadOnly {
+	// Only a file whose last link went while it was open needs the
+	// registry read: every close of a linked file would pay it otherwise.
+	if last && unlinked && !e.cfg.ReadOnly {
 		if perr := e.purgeIfUnlinked(ctx, f.ino); perr != nil && err == nil {
 			err = perr
 		}
