@@ -574,8 +574,9 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 		f.mu.Lock()
 		f.mtime, f.ctime, f.attrDirt = *in.Mtime, ctime, false
 		f.mu.Unlock()
-		return out, nil
 	}
+	// The size (and times) of buffered writes too: the kernel takes the
+	// size in a SETATTR reply as the file's, and reads stop there.
 	return e.withOpenState(out), nil
 }
 

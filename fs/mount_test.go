@@ -431,6 +431,34 @@ func TestMount(t *testing.T) {
 		checkErrno(t, "get capabilities", err, syscall.ENODATA)
 	})
 
+	// A SETATTR on a file with buffered writes (tar sets the mtime before
+	// closing) must report the buffered size: the kernel keeps the size
+	// of the reply, and a read through the same descriptor stops there.
+	t.Run("SetattrKeepsBufferedSize", func(t *testing.T) {
+		f, err := os.Create(p("utimes"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		data := randomBytes(5809, 3)
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := unix.Futimes(int(f.Fd()), []unix.Timeval{unix.NsecToTimeval(old.UnixNano()), unix.NsecToTimeval(old.UnixNano())}); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data)+10)
+		n, err := f.ReadAt(got, 0)
+		if n != len(data) || !bytes.Equal(got[:n], data) {
+			t.Errorf("read back %d bytes after utimes (%v), want %d", n, err, len(data))
+		}
+		st := lstat(t, p("utimes"))
+		if st.Size != int64(len(data)) || st.Mtim.Sec != old.Unix() {
+			t.Errorf("stat: size %d mtime %d, want %d and %d", st.Size, st.Mtim.Sec, len(data), old.Unix())
+		}
+	})
+
 	t.Run("Truncate", func(t *testing.T) {
 		mustWrite(t, p("trunc"), randomBytes(100, 2), 0644)
 		if err := os.Truncate(p("trunc"), 10); err != nil {

@@ -132,6 +132,10 @@ func (n *Node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 	}
 	n.remember(a)
 	fillAttr(a, &out.Attr)
+	// go-fuse sets no timeout on a SETATTR reply, and with none the
+	// kernel asks again (GETATTR) at the next stat, chown or read: one
+	// more round trip per file for tar, cp -p and rsync.
+	out.SetTimeout(cacheTimeout)
 	return 0
 }
 
