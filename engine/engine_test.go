@@ -697,3 +697,40 @@ func TestRenameOverOpenFile(t *testing.T) {
 		t.Fatalf("%d parts after the replaced file's last close, want 1", n)
 	}
 }
+
+// TestReclaimFlushesFullestOnly: when a writer waits for memory, only the
+// fullest dirty buffers are flushed, as many as it waits for plus one per
+// worker, not every dirty buffer of every file (that turned random writes
+// into a storm of small parts).
+func TestReclaimFlushesFullestOnly(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk) // 8 buffers; 4 workers
+	var hs []*Handle
+	for i := range 8 { // file i has (i+1) 4 KiB blocks buffered
+		h := createFile(t, e, fmt.Sprintf("f%d", i))
+		for b := 0; b <= i; b++ {
+			if _, err := h.WriteAt(ctx, bytes.Repeat([]byte{byte(i)}, 4096), int64(b)*8192); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hs = append(hs, h)
+	}
+	h := createFile(t, e, "writer") // needs a ninth buffer: waits, reclaims
+	if _, err := h.WriteAt(ctx, []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, fh := range hs {
+		fh.f.mu.Lock()
+		dirty := len(fh.f.dirty) > 0
+		fh.f.mu.Unlock()
+		// 1 buffer waited for + 4 workers: the 5 fullest (files 3 to 7) go.
+		if want := i < 3; dirty != want {
+			t.Errorf("file %d (%d blocks): still buffered %v, want %v", i, i+1, dirty, want)
+		}
+	}
+	for _, fh := range append(hs, h) {
+		if err := fh.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
