@@ -315,7 +315,9 @@ func (e *Engine) reportMissing(ctx context.Context, err error) error {
 	return err
 }
 
-func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, registry.Chunk, error) {
+// chunkParts reads chunk idx of ino and the records of the parts its
+// slices name, in one snapshot.
+func (e *Engine) chunkParts(ctx context.Context, ino Ino, idx uint64) (registry.Chunk, map[[16]byte]*registry.Part, error) {
 	var ch registry.Chunk
 	parts := map[[16]byte]*registry.Part{}
 	err := e.reg.View(ctx, func(tx *registry.Tx) error {
@@ -335,6 +337,11 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		}
 		return nil
 	})
+	return ch, parts, err
+}
+
+func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, registry.Chunk, error) {
+	ch, parts, err := e.chunkParts(ctx, ino, idx)
 	if err != nil {
 		return nil, 0, nil, err
 	}

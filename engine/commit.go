@@ -114,8 +114,9 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	// tables in order rather than at random, and its LSM compactions only
 	// touch the newest key range. Object parts keep random IDs: the local
 	// backend fans objects out into directories by the ID's first digits.
+	inline := len(payload) <= inlineMax
 	id := uuid.New()
-	if len(payload) <= inlineMax {
+	if inline {
 		if v7, err := uuid.NewV7(); err == nil {
 			id = v7
 		}
@@ -127,7 +128,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	// be left behind), and a small file's close costs one transaction
 	// instead of three.
 	var blob []byte
-	if len(payload) <= inlineMax {
+	if inline {
 		var err error
 		if meta, blob, err = e.cs.Encode(ctx, part.Key, payload); err == nil {
 			err = e.reg.Room()
@@ -146,7 +147,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		}
 	}
 	dropPending := func() {
-		if blob == nil {
+		if !inline {
 			e.dropPending(part)
 		}
 	}
@@ -166,17 +167,14 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		if end := min(whole, clip); end > 0 {
 			slices = append(slices, registry.Slice{Part: id, Len: uint32(end)})
 		}
-	}
-	pos := uint32(0)
-	for _, iv := range dc.ivs {
-		if whole > 0 {
-			break
+	} else {
+		pos := uint32(0)
+		for _, iv := range dc.ivs {
+			if end := min(iv.end, clip); iv.start < end {
+				slices = append(slices, registry.Slice{Part: id, PartOff: pos, Off: uint32(iv.start), Len: uint32(end - iv.start)})
+			}
+			pos += uint32(iv.end - iv.start)
 		}
-		l := uint32(iv.end - iv.start)
-		if end := min(iv.end, clip); iv.start < end {
-			slices = append(slices, registry.Slice{Part: id, PartOff: pos, Off: uint32(iv.start), Len: uint32(end - iv.start)})
-		}
-		pos += l
 	}
 	if len(slices) == 0 { // everything was truncated away meanwhile
 		dropPending()
@@ -208,7 +206,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		if err := tx.PutPart(part); err != nil {
 			return err
 		}
-		if blob != nil {
+		if inline {
 			if err := tx.PutBlob(part.Key, blob); err != nil {
 				return err
 			}
@@ -264,22 +262,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 func (e *Engine) fillGaps(ctx context.Context, ino Ino, idx uint64, dc *dirtyChunk) int {
 	e.fills <- struct{}{}
 	defer func() { <-e.fills }()
-	var ch registry.Chunk
-	parts := map[uuid.UUID]*registry.Part{}
-	err := e.reg.View(ctx, func(tx *registry.Tx) error {
-		var err error
-		if ch, err = tx.GetChunk(ino, idx); err != nil {
-			return err
-		}
-		for _, s := range ch {
-			if parts[s.Part] == nil {
-				if parts[s.Part], err = tx.GetPart(s.Part); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	ch, parts, err := e.chunkParts(ctx, ino, idx)
 	if err != nil {
 		return 0
 	}
@@ -290,7 +273,7 @@ func (e *Engine) fillGaps(ctx context.Context, ino Ino, idx uint64, dc *dirtyChu
 	// Newest slice first: what neither the writes nor a newer slice
 	// covers comes from this one.
 	type segment struct{ off, partOff, n int }
-	from := map[uuid.UUID][]segment{}
+	from := map[[16]byte][]segment{}
 	covered := dirtyChunk{ivs: slices.Clone(dc.ivs)}
 	for i := len(ch) - 1; i >= 0; i-- {
 		s := ch[i]
@@ -458,13 +441,10 @@ func (e *Engine) deleteInline(ctx context.Context, parts []*registry.Part) []*re
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			out = out[:0]
 			for _, p := range batch {
-				if _, ok, err := tx.HasBlob(p.Key); err != nil {
-					return err
-				} else if !ok {
-					out = append(out, p)
+				if err := tx.DeleteBlob(p.Key); errors.Is(err, registry.ErrNotFound) {
+					out = append(out, p) // an object part
 					continue
-				}
-				if err := tx.DeleteBlob(p.Key); err != nil {
+				} else if err != nil {
 					return err
 				}
 				if err := tx.DeletePart(p.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {

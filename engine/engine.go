@@ -234,9 +234,8 @@ func (e *Engine) flushFullest() {
 	}
 }
 
-// flushAll starts flushing the dirty chunks of every file; with onlyIdle,
-// only those untouched for idleFlushAfter.
-func (e *Engine) flushAll(onlyIdle bool) {
+// flushIdle starts flushing the dirty chunks untouched for idleFlushAfter.
+func (e *Engine) flushIdle() {
 	e.mu.Lock()
 	files := make([]*file, 0, len(e.files))
 	for _, f := range e.files {
@@ -247,7 +246,7 @@ func (e *Engine) flushAll(onlyIdle bool) {
 	for _, f := range files {
 		f.mu.Lock()
 		for idx, dc := range f.dirty {
-			if !onlyIdle || dc.lastWrite.Before(cutoff) {
+			if dc.lastWrite.Before(cutoff) {
 				delete(f.dirty, idx)
 				f.startFlushLocked(idx, dc)
 			}
@@ -267,7 +266,7 @@ func (e *Engine) startBackground() {
 			case <-e.stop:
 				return
 			case <-t.C:
-				e.flushAll(true)
+				e.flushIdle()
 			}
 		}
 	}()
