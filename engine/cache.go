@@ -43,7 +43,7 @@ type chunkCache struct {
 
 	mu  sync.Mutex // protects the following
 	m   map[cacheKey]*cacheEntry
-	lru *list.List // front = most recent; ready entries only
+	lru *list.List // front = most recently unpinned; ready, unpinned entries only
 }
 
 func newChunkCache(e *Engine) *chunkCache {
@@ -57,7 +57,13 @@ func (c *chunkCache) get(ctx context.Context, ino Ino, idx uint64, tag cacheTag)
 		c.mu.Lock()
 		ent := c.m[k]
 		if ent != nil && ent.tag == tag {
+			// A pinned entry leaves the LRU list: evict takes only what
+			// nobody is copying out of, and the last unpin puts it back.
 			ent.pins++
+			if ent.elem != nil {
+				c.lru.Remove(ent.elem)
+				ent.elem = nil
+			}
 			c.mu.Unlock()
 			select {
 			case <-ent.ready:
@@ -72,11 +78,6 @@ func (c *chunkCache) get(ctx context.Context, ino Ino, idx uint64, tag cacheTag)
 				}
 				return nil, ent.err
 			}
-			c.mu.Lock()
-			if ent.elem != nil {
-				c.lru.MoveToFront(ent.elem)
-			}
-			c.mu.Unlock()
 			return ent, nil
 		}
 		if ent != nil {

@@ -734,3 +734,111 @@ func TestReclaimFlushesFullestOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEvictSparesPinnedChunks: a chunk a reader is copying out of stays
+// intact however hard the cache is pressed for memory. Eviction used to
+// take pinned entries from the LRU list and hand their buffers to the next
+// load, so a sequential reader under a small cap returned bytes of another
+// chunk (or zeros).
+func TestEvictSparesPinnedChunks(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 4*testChunk)
+	want := bytes.Repeat([]byte("pinned"), testChunk/6)
+	h := createFile(t, e, "f")
+	if _, err := h.WriteAt(ctx, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A first read caches the chunk and leaves it unpinned in the LRU
+	// list; the second pins it again, as a reader copying out does.
+	if got := readAll(t, h); !bytes.Equal(got, want) {
+		t.Fatal("first read differs from what was written")
+	}
+	f := h.f
+	f.mu.Lock()
+	tag := cacheTag{ver: f.ver[0], epoch: f.epoch}
+	f.mu.Unlock()
+	ent, err := e.cache.get(ctx, h.Ino(), 0, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed := e.cache.evict(1 << 40); freed != 0 {
+		t.Errorf("evict freed %d bytes while the only cached chunk was pinned", freed)
+	}
+	buf, err := e.getBuf(ctx) // the buffer a freed entry would have gone to
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(buf)
+	if !bytes.Equal(ent.data, want) {
+		t.Fatalf("pinned chunk changed under its reader (%d bytes, mem %d)", len(ent.data), ent.mem)
+	}
+	e.putBuf(buf)
+	e.cache.unpin(ent)
+	if freed := e.cache.evict(1 << 40); freed != testChunk {
+		t.Errorf("after unpinning, evict freed %d bytes, want the chunk's %d", freed, testChunk)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentReadersUnderSmallCap: sequential readers of several files
+// share a cache far smaller than the files, with read-ahead and eviction
+// running all the time; every byte read must be the file's.
+func TestConcurrentReadersUnderSmallCap(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 4*testChunk)
+	const files, size = 3, 6*testChunk + 777
+	contents := make([][]byte, files)
+	handles := make([]*Handle, files)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range files {
+		contents[i] = make([]byte, size)
+		for j := range contents[i] {
+			contents[i][j] = byte(rng.Uint32())
+		}
+		handles[i] = createFile(t, e, fmt.Sprintf("f%d", i))
+		if _, err := handles[i].WriteAt(ctx, contents[i], 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := handles[i].Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*files)
+	for r := range 2 * files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := r % files
+			buf := make([]byte, 32<<10)
+			for pass := range 5 {
+				for off := 0; off < size; off += len(buf) {
+					n, err := handles[i].ReadAt(ctx, buf, int64(off))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(buf[:n], contents[i][off:off+n]) {
+						errs <- fmt.Errorf("reader %d pass %d: file %d differs at %d+%d", r, pass, i, off, n)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, h := range handles {
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
