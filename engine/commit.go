@@ -518,13 +518,10 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 		e.dropPending(part)
 		return err
 	}
-	// Readers compare tags, so bump the file's version of the chunk.
-	if f := e.openFile(ino); f != nil {
-		f.mu.Lock()
-		f.ver[idx]++
-		f.mu.Unlock()
-	}
-	e.cache.dropFile2(ino, idx)
+	// The chunk's content is what it was, so its version and a cached
+	// copy stay as they are: a database compacting its hot chunk would
+	// otherwise reload and re-verify it right after. A load that read the
+	// old map and meets a deleted part retries (loadChunk).
 	e.deleteGarbage(ctx, garbage)
 	return nil
 }

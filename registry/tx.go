@@ -17,6 +17,7 @@ import (
 type Tx struct {
 	txn    *badger.Txn
 	update bool
+	r      *Registry // nil in views
 }
 
 // get calls fn with the value of key. Badger owns the value only during
@@ -41,7 +42,12 @@ func (tx *Tx) has(key []byte) (bool, error) {
 	return false, translate(err)
 }
 
-func (tx *Tx) set(key, value []byte) error { return translate(tx.txn.Set(key, value)) }
+func (tx *Tx) set(key, value []byte) error {
+	if tx.r != nil && int64(len(value)) >= tx.r.valueThreshold {
+		tx.r.vlogUsed.Store(true) // Sync must sync the value log too
+	}
+	return translate(tx.txn.Set(key, value))
+}
 
 func (tx *Tx) delete(key []byte) error { return translate(tx.txn.Delete(key)) }
 

@@ -181,6 +181,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err := r.prepare(ctx); err != nil {
 		return err
 	}
+	r.prepped = time.Since(start)
 	if err := r.rounds(ctx); err != nil {
 		return err
 	}

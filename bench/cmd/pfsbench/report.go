@@ -69,6 +69,7 @@ func (r *runner) report(took time.Duration) string {
 	}
 	fmt.Fprintf(&b, "# pfs benchmark (%s)\n\n", mode)
 	fmt.Fprintf(&b, "- revision: %s, %s, run took %s\n", gitRevision(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), took.Round(time.Second))
+	fmt.Fprintf(&b, "- time: %s\n", r.timeSpent())
 	fmt.Fprintf(&b, "- machine: %s\n", r.machine())
 	fmt.Fprintf(&b, "- settings: %d round(s), systems interleaved (order rotated each round); W1/W2 %s; "+
 		"W3 %s (%d files); W4 %s file, W4/W4d/W7 fio %d jobs × %s; W7 %d × %s; W8 %d rows in %d transactions\n",
@@ -273,4 +274,16 @@ func goFuseVersion(bin string) string {
 		}
 	}
 	return "(version unknown)"
+}
+
+// timeSpent says where the run's time went: preparing the inputs, then
+// each group over all systems and rounds (mounts and setup included).
+func (r *runner) timeSpent() string {
+	parts := []string{"preparing " + r.prepped.Round(time.Second).String()}
+	for _, g := range groups {
+		if d, ok := r.spent[g.name]; ok {
+			parts = append(parts, g.name+" "+d.Round(time.Second).String())
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -36,6 +36,8 @@ type runner struct {
 	usr1    chan os.Signal // gocryptfs -notifypid tells us it is mounted
 	samples map[string]map[string][]float64
 	notes   []string
+	spent   map[string]time.Duration // per group, all systems and rounds, for the budget
+	prepped time.Duration            // preparing the inputs and the systems
 }
 
 func newRunner(cfg config) (*runner, error) {
@@ -67,7 +69,8 @@ func newRunner(cfg config) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, work: work, usr1: make(chan os.Signal, 1), samples: map[string]map[string][]float64{}}
+	r := &runner{cfg: cfg, work: work, usr1: make(chan os.Signal, 1), samples: map[string]map[string][]float64{},
+		spent: map[string]time.Duration{}}
 	signal.Notify(r.usr1, syscall.SIGUSR1)
 	shmParent := "/dev/shm"
 	if !ramBacked(shmParent) || freeBytes(shmParent) < cfg.inputBytes()+256*miB {
@@ -292,7 +295,9 @@ func (r *runner) rounds(ctx context.Context) error {
 				}
 				r.logf("round %d/%d  %-11s %s", round+1, r.cfg.rounds, s.name, g.name)
 				gctx, cancel := context.WithTimeout(ctx, groupTimeout)
+				gstart := time.Now()
 				err := g.run(r, gctx, s)
+				r.spent[g.name] += time.Since(gstart)
 				if gctx.Err() == context.DeadlineExceeded {
 					err = fmt.Errorf("timed out after %v (hung?): %w", groupTimeout, err)
 				}
