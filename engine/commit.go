@@ -114,7 +114,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	// tables in order rather than at random, and its LSM compactions only
 	// touch the newest key range. Object parts keep random IDs: the local
 	// backend fans objects out into directories by the ID's first digits.
-	inline := len(payload) <= inlineMax
+	inline := len(payload) <= inlineLimit(e.chunkSize)
 	id := uuid.New()
 	if inline {
 		if v7, err := uuid.NewV7(); err == nil {

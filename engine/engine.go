@@ -109,10 +109,34 @@ type Engine struct {
 // updateFile is reg.Update for the commits that rewrite ino's inode record
 // or chunk maps, under ino's commit lock (see commitLocks).
 func (e *Engine) updateFile(ctx context.Context, ino Ino, fn func(*registry.Tx) error) error {
-	l := &e.commitLocks[uint64(ino)%uint64(len(e.commitLocks))]
-	l.Lock()
-	defer l.Unlock()
+	defer e.lockCommits(ino)()
 	return e.reg.Update(ctx, fn)
+}
+
+// lockCommits takes the commit locks of inos (in stripe order, so two
+// callers never wait on each other) and returns their unlock. Namespace
+// changes hold their directories' locks around their transaction: each
+// rewrites its directory's inode, so concurrent creates and renames in one
+// directory (pfs put's workers) would otherwise conflict on every try and
+// could run out of retries. Hold it only around a registry Update.
+func (e *Engine) lockCommits(inos ...Ino) (unlock func()) {
+	n := uint64(len(e.commitLocks))
+	var idx []int
+	for _, ino := range inos {
+		i := int(uint64(ino) % n)
+		if !slices.Contains(idx, i) {
+			idx = append(idx, i)
+		}
+	}
+	slices.Sort(idx)
+	for _, i := range idx {
+		e.commitLocks[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			e.commitLocks[i].Unlock()
+		}
+	}
 }
 
 func (e *Engine) init() {

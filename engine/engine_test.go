@@ -16,7 +16,7 @@ import (
 	"github.com/pfs-project/pfs/registry"
 )
 
-const testChunk = 128 << 10 // above inlineMax, so full chunks are object files
+const testChunk = 128 << 10 // twice inlineLimit, so full chunks are object files
 
 func openTest(t *testing.T, dir string, mem int64) *Engine {
 	t.Helper()
@@ -905,5 +905,54 @@ func TestCompactionKeepsCachedChunk(t *testing.T) {
 	}
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrentCreatesInOneDirectory: creates, renames and removes
+// racing in one directory (as pfs put's workers do) all succeed. Each
+// rewrites the directory's inode; without the directory's commit lock they
+// conflicted and retried, and under load some ran out of retries.
+func TestConcurrentCreatesInOneDirectory(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	const workers, files = 16, 150
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range files {
+				tmp, name := fmt.Sprintf(".tmp-%d-%d", w, i), fmt.Sprintf("f-%d-%d", w, i)
+				if _, err := e.Create(ctx, RootIno, tmp, 0o644, 0, 0, 0); err != nil {
+					errs <- fmt.Errorf("create %s: %w", tmp, err)
+					return
+				}
+				if err := e.Rename(ctx, RootIno, tmp, RootIno, name, 0); err != nil {
+					errs <- fmt.Errorf("rename %s: %w", tmp, err)
+					return
+				}
+				if i%3 == 0 {
+					if err := e.Unlink(ctx, RootIno, name); err != nil {
+						errs <- fmt.Errorf("unlink %s: %w", name, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	n := 0
+	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		return tx.ReadDir(RootIno, "", func(registry.Dirent) error { n++; return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := workers * (files - (files+2)/3); n != want {
+		t.Errorf("directory has %d entries, want %d", n, want)
 	}
 }

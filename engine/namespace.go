@@ -118,6 +118,7 @@ func (e *Engine) newInode(ctx context.Context, parent Ino, name string, in *regi
 	in.Atime, in.Mtime, in.Ctime = now, now, now
 	in.Status = registry.StatusReady
 	isDir := in.Mode&sIFMT == sIFDIR
+	unlock := e.lockCommits(parent)
 	err := e.reg.Grow(ctx, func(tx *registry.Tx) error {
 		p, err := tx.GetInode(parent)
 		if err != nil {
@@ -149,6 +150,7 @@ func (e *Engine) newInode(ctx context.Context, parent Ino, name string, in *regi
 		p.Mtime, p.Ctime = now, now
 		return tx.PutInode(p)
 	})
+	unlock()
 	if err != nil {
 		return nil, fmt.Errorf("create %q in %d: %w", name, parent, err)
 	}
@@ -192,6 +194,7 @@ func (e *Engine) Link(ctx context.Context, ino, newParent Ino, newName string) (
 	}
 	now := time.Now().UnixNano()
 	var in *registry.Inode
+	unlock := e.lockCommits(ino, newParent)
 	err := e.reg.Grow(ctx, func(tx *registry.Tx) error {
 		var err error
 		if in, err = tx.GetInode(ino); err != nil {
@@ -226,6 +229,7 @@ func (e *Engine) Link(ctx context.Context, ino, newParent Ino, newName string) (
 		p.Mtime, p.Ctime = now, now
 		return tx.PutInode(p)
 	})
+	unlock()
 	if err != nil {
 		return nil, fmt.Errorf("link %d as %q in %d: %w", ino, newName, newParent, err)
 	}
@@ -271,6 +275,7 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 	now := time.Now().UnixNano()
 	var victim Ino
 	purge := false
+	unlock := e.lockCommits(parent)
 	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 		d, err := tx.Lookup(parent, name)
 		if err != nil {
@@ -314,6 +319,7 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 		purge, err = dropLink(tx, child, now)
 		return err
 	})
+	unlock()
 	if err != nil {
 		return fmt.Errorf("remove %q in %d: %w", name, parent, err)
 	}
@@ -339,6 +345,7 @@ func (e *Engine) Rename(ctx context.Context, parent Ino, name string, newParent 
 	now := time.Now().UnixNano()
 	var victim Ino
 	purge := false
+	unlock := e.lockCommits(parent, newParent)
 	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 		victim, purge = 0, false
 		src, err := tx.Lookup(parent, name)
@@ -458,6 +465,7 @@ func (e *Engine) Rename(ctx context.Context, parent Ino, name string, newParent 
 		}
 		return touchDirs(tx, now, parent, newParent)
 	})
+	unlock()
 	if err != nil {
 		return fmt.Errorf("rename %q in %d to %q in %d: %w", name, parent, newName, newParent, err)
 	}
