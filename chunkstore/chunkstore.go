@@ -207,6 +207,13 @@ func (s *Store) loadOnce(ctx context.Context, meta PartMeta) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("load part %s: %w", meta.Key, err)
 	}
+	return s.Decode(ctx, meta, raw)
+}
+
+// Decode checks a part's stored bytes, as read from wherever they were
+// kept, against its size and MD5 and decompresses them (holding a worker
+// slot), as Load does after fetching them. A mismatch wraps ErrChecksum.
+func (s *Store) Decode(ctx context.Context, meta PartMeta, raw []byte) ([]byte, error) {
 	if len(raw) != int(meta.Size) {
 		return nil, fmt.Errorf("part %s: want %d stored bytes got %d: %w", meta.Key, meta.Size, len(raw), ErrChecksum)
 	}
@@ -215,6 +222,7 @@ func (s *Store) loadOnce(ctx context.Context, meta PartMeta) ([]byte, error) {
 	}
 	defer s.workers.Release(1)
 	plain := raw
+	var err error
 	switch meta.Compression {
 	case None:
 	case Zstd:

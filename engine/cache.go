@@ -317,8 +317,9 @@ func (e *Engine) reportMissing(ctx context.Context, err error) error {
 }
 
 // chunkParts reads chunk idx of ino and the records of the parts its
-// slices name, in one snapshot.
-func (e *Engine) chunkParts(ctx context.Context, ino Ino, idx uint64) (registry.Chunk, map[[16]byte]*registry.Part, error) {
+// slices name, in one snapshot. With blobs non-nil it also reads there the
+// bytes of the parts kept in the registry, saving each its own read.
+func (e *Engine) chunkParts(ctx context.Context, ino Ino, idx uint64, blobs map[[16]byte][]byte) (registry.Chunk, map[[16]byte]*registry.Part, error) {
 	var ch registry.Chunk
 	parts := map[[16]byte]*registry.Part{}
 	err := e.reg.View(ctx, func(tx *registry.Tx) error {
@@ -335,14 +336,41 @@ func (e *Engine) chunkParts(ctx context.Context, ino Ino, idx uint64) (registry.
 				return fmt.Errorf("chunk %d: part %s: %w", idx, s.Part, err)
 			}
 			parts[s.Part] = p
+			if blobs != nil && p.Size <= inlineMax {
+				// Not found: in the backend after all; loadPart reads it
+				// there.
+				if b, err := tx.GetBlob(p.Key); err == nil {
+					blobs[s.Part] = b
+				} else if !errors.Is(err, registry.ErrNotFound) {
+					return err
+				}
+			}
 		}
 		return nil
 	})
 	return ch, parts, err
 }
 
+// loadPart returns part p's verified plain bytes: from blob when
+// chunkParts read it, else from the store (into dst if it fits). A blob
+// that fails verification is read again from the store, as Load retries.
+func (e *Engine) loadPart(ctx context.Context, p *registry.Part, blob, dst []byte) ([]byte, error) {
+	meta := partMeta(p)
+	if blob != nil {
+		data, err := e.cs.Decode(ctx, meta, blob)
+		if err == nil || !errors.Is(err, chunkstore.ErrChecksum) {
+			return data, err
+		}
+	}
+	if dst != nil {
+		return e.cs.LoadInto(ctx, meta, dst)
+	}
+	return e.cs.Load(ctx, meta)
+}
+
 func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, registry.Chunk, error) {
-	ch, parts, err := e.chunkParts(ctx, ino, idx)
+	blobs := map[[16]byte][]byte{}
+	ch, parts, err := e.chunkParts(ctx, ino, idx, blobs)
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -383,7 +411,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		// The common case (a chunk written in one go): the part is the
 		// chunk, read straight into the cache's buffer.
 		s, p := ch[0], parts[ch[0].Part]
-		data, err := e.cs.LoadInto(ctx, partMeta(p), buf)
+		data, err := e.loadPart(ctx, p, blobs[s.Part], buf)
 		if err == nil && int(s.Len) > len(data) {
 			err = fmt.Errorf("part %s: slice of %d bytes beyond its %d bytes: %w", p.Key, s.Len, len(data), chunkstore.ErrChecksum)
 		}
@@ -406,7 +434,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		data, ok := loaded[s.Part]
 		if !ok {
 			p := parts[s.Part]
-			data, err = e.cs.Load(ctx, partMeta(p))
+			data, err = e.loadPart(ctx, p, blobs[s.Part], nil)
 			if err != nil {
 				e.putChunkData(buf, mem)
 				if errors.Is(err, chunkstore.ErrNotFound) {

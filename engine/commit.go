@@ -114,7 +114,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	// tables in order rather than at random, and its LSM compactions only
 	// touch the newest key range. Object parts keep random IDs: the local
 	// backend fans objects out into directories by the ID's first digits.
-	inline := len(payload) <= inlineLimit(e.chunkSize)
+	inline := len(payload) <= inlineMax
 	id := uuid.New()
 	if inline {
 		if v7, err := uuid.NewV7(); err == nil {
@@ -233,6 +233,9 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		return fmt.Errorf("flush ino %d chunk %d: commit: %w", f.ino, fl.idx, err)
 	}
 	fl.committed = true
+	f.mu.Lock()
+	f.timesIn = max(f.timesIn, mtime)
+	f.mu.Unlock()
 	e.deleteGarbage(ctx, garbage)
 	if compact {
 		e.bg.Add(1)
@@ -262,7 +265,8 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 func (e *Engine) fillGaps(ctx context.Context, ino Ino, idx uint64, dc *dirtyChunk) int {
 	e.fills <- struct{}{}
 	defer func() { <-e.fills }()
-	ch, parts, err := e.chunkParts(ctx, ino, idx)
+	blobs := map[[16]byte][]byte{}
+	ch, parts, err := e.chunkParts(ctx, ino, idx, blobs)
 	if err != nil {
 		return 0
 	}
@@ -286,7 +290,7 @@ func (e *Engine) fillGaps(ctx context.Context, ino Ino, idx uint64, dc *dirtyChu
 		clear(dc.buf[g.start:g.end]) // a hole
 	}
 	for id, segs := range from {
-		data, err := e.cs.Load(ctx, partMeta(parts[id]))
+		data, err := e.loadPart(ctx, parts[id], blobs[id], nil)
 		if err != nil {
 			e.log.Debug("flush: cannot fill a fragmented chunk; storing its writes as slices", "ino", ino, "chunk", idx, "err", err)
 			return 0

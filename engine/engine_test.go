@@ -16,7 +16,7 @@ import (
 	"github.com/pfs-project/pfs/registry"
 )
 
-const testChunk = 128 << 10 // twice inlineLimit, so full chunks are object files
+const testChunk = 128 << 10 // above inlineMax, so full chunks are object files
 
 func openTest(t *testing.T, dir string, mem int64) *Engine {
 	t.Helper()
@@ -882,7 +882,7 @@ func TestCompactionKeepsCachedChunk(t *testing.T) {
 	// chunk past maxSlices.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ch, _, err := e.chunkParts(ctx, h.Ino(), 0)
+		ch, _, err := e.chunkParts(ctx, h.Ino(), 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -954,5 +954,103 @@ func TestConcurrentCreatesInOneDirectory(t *testing.T) {
 	}
 	if want := workers * (files - (files+2)/3); n != want {
 		t.Errorf("directory has %d entries, want %d", n, want)
+	}
+}
+
+// TestCloseCommitsOnce: closing a written file costs one registry
+// transaction, the chunk's commit, which also carries the write's times;
+// it used to be followed by a second one that wrote the same times again.
+// A write the commit did not carry still gets its times stored.
+func TestCloseCommitsOnce(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "f")
+	if _, err := h.WriteAt(ctx, []byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	before := e.reg.Commits()
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Commits() - before; n != 1 {
+		t.Errorf("flush of one written chunk made %d registry commits, want 1", n)
+	}
+	h.f.mu.Lock()
+	mtime := h.f.mtime
+	h.f.mu.Unlock()
+	a, err := e.GetAttr(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Mtime < mtime || a.Ctime < mtime {
+		t.Errorf("stored mtime %d ctime %d, before the write's %d", a.Mtime, a.Ctime, mtime)
+	}
+	before = e.reg.Commits()
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Commits() - before; n != 0 {
+		t.Errorf("close with nothing new made %d registry commits, want 0", n)
+	}
+}
+
+// TestCorruptInlinePartIsEIO: a part kept in the registry is verified like
+// an object when the chunk's read brings its bytes along: a changed byte
+// is ErrChecksum for that chunk only, and the part is marked corrupt.
+func TestCorruptInlinePartIsEIO(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "victim")
+	data := bytes.Repeat([]byte("inline "), (2*testChunk+7000)/7)
+	if _, err := h.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The tail chunk is small enough for the registry.
+	tail := testChunk * uint64(len(data)/testChunk)
+	ch, parts, err := e.chunkParts(ctx, h.Ino(), uint64(len(data)/testChunk), nil)
+	if err != nil || len(ch) != 1 {
+		t.Fatalf("tail chunk: %v %v", ch, err)
+	}
+	p := parts[ch[0].Part]
+	if err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+		b, err := tx.GetBlob(p.Key)
+		if err != nil {
+			return err
+		}
+		b[3] ^= 0x20
+		return tx.PutBlob(p.Key, b)
+	}); err != nil {
+		t.Fatalf("the tail part is not in the registry: %v", err)
+	}
+	e.cache.dropFile(h.Ino(), 0)
+	buf := make([]byte, 10)
+	if _, err := h.ReadAt(ctx, buf, int64(tail)); !errors.Is(err, chunkstore.ErrChecksum) {
+		t.Fatalf("read of the corrupt inline part: got %v, want ErrChecksum", err)
+	}
+	if n, err := h.ReadAt(ctx, buf, 5); err != nil || n != 10 || !bytes.Equal(buf, data[5:15]) {
+		t.Fatalf("read of a healthy chunk: %d %v", n, err)
+	}
+	var status registry.PartStatus
+	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		q, err := tx.GetPart(p.ID)
+		if err == nil {
+			status = q.Status
+		}
+		return err
+	}); err != nil || status != registry.PartCorrupt {
+		t.Errorf("part status %v (%v), want corrupt", status, err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Fsck(ctx, FsckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Kind != "checksum" || rep.Problems[0].Path != "/victim" || rep.Problems[0].Offset != int64(tail) {
+		t.Fatalf("fsck problems: %+v", rep.Problems)
 	}
 }

@@ -34,6 +34,10 @@ type file struct {
 	mtime    int64
 	ctime    int64
 	attrDirt bool // mtime/ctime changed since the last commit
+	// timesIn is the latest write time a chunk commit has put into the
+	// inode (its mtime and ctime are at least this): a close whose writes
+	// were all committed after their times needs no second transaction.
+	timesIn  int64
 	unlinked bool // lost its last link while open: the last Release purges it
 	dirty    map[uint64]*dirtyChunk
 	inflight map[uint64][]*flushing // per chunk, in commit order
@@ -334,6 +338,9 @@ func (f *file) flush(ctx context.Context) error {
 	f.mu.Lock()
 	err := f.err
 	f.err = nil
+	if f.attrDirt && f.mtime <= f.timesIn && f.ctime <= f.timesIn {
+		f.attrDirt = false // the chunk commits carried these times
+	}
 	attr := f.attrDirt
 	mtime, ctime := f.mtime, f.ctime
 	f.mu.Unlock()

@@ -9,32 +9,27 @@ import (
 	"github.com/pfs-project/pfs/registry"
 )
 
-// inlineLimit is the largest part kept in the registry instead of the
-// backend: 128 KiB, or half the chunk size if that is less, so a full
-// chunk is always an object. Small files, database pages and random writes
-// make parts this small; as registry values they cost no object file, no
-// fsync of it and no fsync of its directory, and an fsync(2) of the file
-// becomes one registry sync. Measured on the 2-core VM: an untar of 1 209
-// Go source files took 1.96 s with every part an object file; of the Go
-// tree's 11 478 files, 618 are over 32 KiB and 113 over 128 KiB, and at a
-// limit of 32 KiB their objects' syncs at close were 1.2-1.4 s of the
-// untar. Registry values stay far below Badger's value threshold (at least
-// 300 KiB, see registry.Options), so they stay in the LSM tree.
-func inlineLimit(chunkSize int64) int { return int(min(128<<10, chunkSize/2)) }
+// inlineMax is the largest part kept in the registry instead of the
+// backend: half the smallest chunk size, so a full chunk is always an
+// object. Small files, database pages and random writes make parts this
+// small; as registry values they cost no object file, no fsync of it and
+// no fsync of its directory, and an fsync(2) of the file becomes one
+// registry sync. Measured on the 2-core VM: an untar of 1 209 Go source
+// files took 1.96 s with every part an object file.
+const inlineMax = MinChunkSize / 2
 
-// inlineBackend stores parts of up to max bytes as registry blobs
+// inlineBackend stores parts of up to inlineMax bytes as registry blobs
 // and larger ones in the real backend. The chunkstore above it checks
 // every part's MD5 on load, wherever it lives.
 type inlineBackend struct {
 	reg *registry.Registry
 	be  backend.Backend
-	max int // inlineLimit of the store
 }
 
 var _ backend.Backend = (*inlineBackend)(nil)
 
 func (b *inlineBackend) Save(ctx context.Context, key string, data []byte) error {
-	if len(data) > b.max {
+	if len(data) > inlineMax {
 		return b.be.Save(ctx, key, data)
 	}
 	err := b.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutBlob(key, data) })

@@ -136,7 +136,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	be = &inlineBackend{reg: e.reg, be: be, max: inlineLimit(e.chunkSize)}
+	be = &inlineBackend{reg: e.reg, be: be}
 	if e.cs, err = chunkstore.New(be, chunkstore.Config{Workers: cfg.Workers, Compression: comp, Logger: log}); err != nil {
 		_ = be.Close()
 		return nil, err

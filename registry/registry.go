@@ -297,6 +297,9 @@ func (r *Registry) Close() error {
 	return nil
 }
 
+// Commits returns how many updates have committed since Open.
+func (r *Registry) Commits() uint64 { return r.commits.Load() }
+
 // Sync makes all committed transactions durable on disk.
 func (r *Registry) Sync() error {
 	// Badger's Sync dereferences the memtable WAL, which neither an

@@ -250,10 +250,7 @@ func TestIntegrityFsck10k(t *testing.T) {
 	var names []string
 	var total int64
 	for i := 0; i < nFiles; i++ {
-		size := int64(1<<10 + (i*7919)%(63<<10)) // 1 KiB to 64 KiB: parts in the registry
-		if i%10 == 0 {
-			size = int64(129<<10 + (i*7919)%(32<<10)) // object files
-		}
+		size := int64(1<<10 + (i*7919)%(63<<10)) // 1 KiB to 64 KiB
 		name := filepath.Join(src, fmt.Sprintf("f%05d", i))
 		writeRandomFile(t, name, size, uint64(i))
 		names = append(names, name)

@@ -59,8 +59,8 @@ func TestS3MountWorkloads(t *testing.T) {
 }
 
 // s3InlineMax is the largest part the engine may keep in the registry
-// instead of the bucket (128 KiB, less with chunks under 256 KiB).
-const s3InlineMax = 128 << 10
+// instead of the bucket (half the smallest chunk size).
+const s3InlineMax = 32 << 10
 
 // s3CheckLayout checks where an S3 store keeps what: format.json names
 // the bucket and endpoint; the registry is local; every part larger than
