@@ -109,8 +109,9 @@ type Registry struct {
 	wals    map[string]*os.File // open memtable logs, for syncWAL
 
 	// Values at or above valueThreshold go to Badger's value log instead
-	// of the LSM tree; pfs never writes one (parts are at most a few
-	// KiB inline), so Sync skips the value log unless one was written.
+	// of the LSM tree; pfs never writes one (inline parts are at most
+	// 32 KiB, the threshold at least 150 KiB), so Sync skips the value log
+	// unless one was written.
 	valueThreshold int64
 	vlogUsed       atomic.Bool
 }
