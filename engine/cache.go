@@ -33,6 +33,7 @@ type cacheEntry struct {
 	err   error
 	elem  *list.Element // in lru when ready and unpinned-evictable
 	gone  bool          // removed from the map; free when unpinned
+	seq   int           // bytes of data sequential readers have copied out
 }
 
 // chunkCache holds recently read chunks under the memory cap. It gives
@@ -137,13 +138,35 @@ func (c *chunkCache) fill(ctx context.Context, ent *cacheEntry, wait bool) {
 }
 
 // unpin releases a pin; an entry no longer pinned becomes evictable.
-func (c *chunkCache) unpin(ent *cacheEntry) {
+func (c *chunkCache) unpin(ent *cacheEntry) { c.release(ent, 0) }
+
+// release is unpin for a reader that copied seq bytes out of ent as part of
+// a sequential read. Once sequential reads have taken as many bytes as the
+// chunk holds, the chunk is dropped behind the reader as soon as nobody
+// copies from it: the kernel's page cache holds those bytes now, a
+// sequential reader does not come back for them, and the buffer goes to
+// the next read-ahead instead of the cache growing to the cap with
+// chunks that are read once (a 2 GiB file read from a cold cache: its
+// parts land in a handful of reused buffers, not in 1 GiB of fresh pages,
+// which on a VM cost more to touch the first time than the MD5 of them).
+func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	c.mu.Lock()
 	ent.pins--
+	ent.seq += seq
 	var free *cacheEntry
 	if ent.pins == 0 {
 		select {
 		case <-ent.ready:
+			if !ent.gone && ent.seq > 0 && ent.seq >= len(ent.data) {
+				if c.m[ent.key] == ent {
+					delete(c.m, ent.key)
+				}
+				ent.gone = true
+				if ent.elem != nil {
+					c.lru.Remove(ent.elem)
+					ent.elem = nil
+				}
+			}
 			if ent.gone {
 				free = ent
 			} else if ent.elem == nil {

@@ -78,7 +78,7 @@ type Engine struct {
 	cs        *chunkstore.Store
 	mem       *chunkstore.Memory
 	cache     *chunkCache
-	bufs      sync.Pool    // chunk-sized []byte, memory accounted by the holder
+	bufs      chan []byte  // idle chunk-sized buffers for reuse (see freeBufs)
 	flushing  atomic.Int64 // dirty chunks on their way into the store
 	// fills bounds the gap fills of fragmented flushes running at once
 	// (see fillGaps): each holds one loaded part outside the memory cap.
@@ -143,8 +143,7 @@ func (e *Engine) init() {
 	e.mem = chunkstore.NewMemory(e.cfg.Memory)
 	e.cache = newChunkCache(e)
 	e.mem.SetReclaim(e.reclaim)
-	cs := int(e.chunkSize)
-	e.bufs.New = func() any { b := make([]byte, cs); return &b }
+	e.bufs = make(chan []byte, freeBufs(e.cfg.Memory, e.chunkSize))
 	e.fills = make(chan struct{}, max(1, e.cfg.Workers))
 	e.files = make(map[Ino]*file)
 	e.stop = make(chan struct{})
@@ -159,7 +158,7 @@ func (e *Engine) init() {
 // and a writer must get EIO, not hang until then (issue 5).
 func (e *Engine) getBuf(ctx context.Context) ([]byte, error) {
 	if e.mem.TryAcquire(e.chunkSize) {
-		return *(e.bufs.Get().(*[]byte)), nil
+		return e.newBuf(), nil
 	}
 	e.failMu.Lock()
 	failed := e.failed
@@ -182,7 +181,7 @@ func (e *Engine) getBuf(ctx context.Context) ([]byte, error) {
 		}
 		return nil, context.Cause(wctx)
 	}
-	return *(e.bufs.Get().(*[]byte)), nil
+	return e.newBuf(), nil
 }
 
 // flushFailed wakes the getBuf calls waiting for memory with err.
@@ -199,14 +198,38 @@ func (e *Engine) tryGetBuf() []byte {
 	if !e.mem.TryAcquire(e.chunkSize) {
 		return nil
 	}
-	return *(e.bufs.Get().(*[]byte))
+	return e.newBuf()
 }
 
 // putBuf returns a buffer from getBuf and its bytes.
 func (e *Engine) putBuf(b []byte) {
-	b = b[:cap(b)]
-	e.bufs.Put(&b)
+	select {
+	case e.bufs <- b[:cap(b)]:
+	default: // enough idle ones: this one goes to the garbage collector
+	}
 	e.mem.Release(e.chunkSize)
+}
+
+// freeBufs is how many idle chunk buffers the engine keeps for reuse:
+// enough for the read-ahead window and the workers, at most an eighth of
+// the cap (outside it: ProcessMemory counts them). Buffers that go back to
+// the Go heap come out of it again as pages the runtime has since returned
+// to the kernel; on a VM the first touch of such a page costs more than
+// the MD5 of its bytes (a cold 2 GiB read spent twice the MD5's CPU time
+// in it).
+func freeBufs(memory, chunkSize int64) int {
+	return int(max(1, min(16, memory/chunkSize/8)))
+}
+
+// newBuf returns an idle buffer or a new one; the caller has taken its
+// bytes from the cap.
+func (e *Engine) newBuf() []byte {
+	select {
+	case b := <-e.bufs:
+		return b
+	default:
+		return make([]byte, e.chunkSize)
+	}
 }
 
 // reclaim runs when a memory Acquire must wait: first drop cached chunks,

@@ -1054,3 +1054,89 @@ func TestCorruptInlinePartIsEIO(t *testing.T) {
 		t.Fatalf("fsck problems: %+v", rep.Problems)
 	}
 }
+
+// TestStreamedChunksDropBehind: a file read from start to end does not
+// leave its chunks in the cache (the kernel's page cache has them, and a
+// 2 GiB file read once filled the cache with 1 GiB of buffers touched once);
+// the buffers go back for the next read-ahead. A one-chunk file read whole
+// stays cached (TestCompactionKeepsCachedChunk), and so does a chunk read
+// out of order.
+func TestStreamedChunksDropBehind(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 64*testChunk)
+	const size = 12*testChunk + 999
+	content := make([]byte, size)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range content {
+		content[i] = byte(rng.Uint32())
+	}
+	h := createFile(t, e, "stream")
+	if _, err := h.WriteAt(ctx, content, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Writes leave their committed chunks cached; start from a cold cache.
+	e.cache.evict(e.mem.Size())
+	for pass := range 2 {
+		buf := make([]byte, 32<<10)
+		for off := 0; off < size; off += len(buf) {
+			n, err := h.ReadAt(ctx, buf, int64(off))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf[:n], content[off:off+n]) {
+				t.Fatalf("pass %d: differs at %d+%d", pass, off, n)
+			}
+		}
+		waitCacheIdle(t, e)
+		// The last chunk stays: nothing was fetched beyond it.
+		if used := e.mem.Used(); used > testChunk {
+			t.Errorf("pass %d: %d bytes cached after streaming the file, want at most one chunk (%d)", pass, used, testChunk)
+		}
+	}
+
+	// Reads out of order leave what they loaded cached.
+	buf := make([]byte, testChunk)
+	for _, idx := range []int64{5, 2, 9} {
+		if _, err := h.ReadAt(ctx, buf, idx*testChunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCacheIdle(t, e)
+	e.cache.mu.Lock()
+	for _, idx := range []uint64{5, 2, 9} {
+		if e.cache.m[cacheKey{h.Ino(), idx}] == nil {
+			t.Errorf("chunk %d read out of order is not cached", idx)
+		}
+	}
+	e.cache.mu.Unlock()
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCacheIdle waits until no chunk is loading or pinned (read-ahead runs
+// in the background; e.bg also counts the idle flusher, which never ends).
+func waitCacheIdle(t *testing.T, e *Engine) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		busy := 0
+		e.cache.mu.Lock()
+		for _, ent := range e.cache.m {
+			if ent.pins > 0 {
+				busy++
+			}
+		}
+		e.cache.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunks still loading or pinned", busy)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -201,24 +201,25 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	size := f.size
 	// Near the end of the previous read counts as sequential: the kernel
 	// sends read-ahead requests concurrently, so they arrive out of order.
-	sequential := off >= f.raLast-2*e.chunkSize && off <= f.raLast+2*e.chunkSize
+	// A read from the start begins a sequential read.
+	sequential := off == 0 || off >= f.raLast-2*e.chunkSize && off <= f.raLast+2*e.chunkSize
 	f.mu.Unlock()
 	if off >= size || len(p) == 0 {
 		return 0, nil
 	}
 	n := int(min(int64(len(p)), size-off))
 	p = p[:n]
-	if sequential || off == 0 {
+	if sequential {
 		e.readAhead(f, off, n, size)
 	}
 	for s := range chunkstore.Spans(off, n, e.chunkSize) {
-		if err := e.readChunk(ctx, f, s.Index, s.Off, p[s.Pos:s.Pos+s.Len]); err != nil {
+		if err := e.readChunk(ctx, f, s.Index, s.Off, p[s.Pos:s.Pos+s.Len], sequential); err != nil {
 			return s.Pos, fmt.Errorf("read ino %d at offset %d: %w", f.ino, int64(s.Index)*e.chunkSize+int64(s.Off), err)
 		}
 	}
 	f.mu.Lock()
 	f.raLast = max(off+int64(n), f.raLast)
-	if !sequential {
+	if !sequential || off == 0 {
 		f.raLast = off + int64(n)
 	}
 	f.mu.Unlock()
@@ -227,10 +228,13 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 
 // readChunk fills dst with bytes [off, off+len(dst)) of chunk idx as the
 // file holds them now: committed content overlaid with data in flight and
-// then dirty data.
-func (e *Engine) readChunk(ctx context.Context, f *file, idx uint64, off int, dst []byte) error {
+// then dirty data. A sequential read of a chunk read-ahead has gone past
+// (a file being streamed) counts towards dropping the chunk from the cache
+// once all of it has been read (see chunkCache.release).
+func (e *Engine) readChunk(ctx context.Context, f *file, idx uint64, off int, dst []byte, sequential bool) error {
 	for {
 		f.mu.Lock()
+		streaming := sequential && f.raNext > idx+1
 		if dc := f.dirty[idx]; dc != nil && len(f.inflight[idx]) == 0 && dc.covers(off, off+len(dst)) {
 			copy(dst, dc.buf[off:off+len(dst)])
 			f.mu.Unlock()
@@ -243,13 +247,17 @@ func (e *Engine) readChunk(ctx context.Context, f *file, idx uint64, off int, ds
 		if err != nil {
 			return err
 		}
+		read := 0
 		if off < len(ent.data) {
-			c := copy(dst, ent.data[off:])
-			clear(dst[c:])
+			read = copy(dst, ent.data[off:])
+			clear(dst[read:])
 		} else {
 			clear(dst)
 		}
-		e.cache.unpin(ent)
+		if !streaming {
+			read = 0
+		}
+		e.cache.release(ent, read)
 
 		f.mu.Lock()
 		if f.ver[idx] != tag.ver || f.epoch != tag.epoch {
@@ -276,6 +284,11 @@ func (e *Engine) readAhead(f *file, off int64, n int, size int64) {
 	last := min(cur+window, chunkstore.ChunkCount(size, e.chunkSize)-1)
 	f.mu.Lock()
 	from := max(f.raNext, cur+1)
+	if from > last+1 {
+		// Read-ahead was already past this window: the reader went back
+		// (a second pass over the file) and starts again from here.
+		from = cur + 1
+	}
 	if from > last {
 		f.mu.Unlock()
 		return
