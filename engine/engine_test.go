@@ -1140,3 +1140,54 @@ func waitCacheIdle(t *testing.T, e *Engine) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestStampMatchesGetAttr: an open file's Stamp (what the FUSE layer's
+// open compares to keep the page cache, without a registry read) reports
+// the size and mtime GetAttr does, after writes, a truncate, an explicit
+// mtime and a flush, and on a second handle.
+func TestStampMatchesGetAttr(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 16*testChunk)
+	h := createFile(t, e, "f")
+	check := func(what string, h *Handle) {
+		t.Helper()
+		a, err := e.GetAttr(ctx, h.Ino())
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, mtime := h.Stamp()
+		if uint64(size) != a.Size || mtime != a.Mtime {
+			t.Errorf("%s: Stamp %d, %d; GetAttr %d, %d", what, size, mtime, a.Size, a.Mtime)
+		}
+	}
+	check("new", h)
+	if _, err := h.WriteAt(ctx, bytes.Repeat([]byte{1}, testChunk+5), 0); err != nil {
+		t.Fatal(err)
+	}
+	check("buffered write", h)
+	sz := uint64(100)
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Size: &sz}); err != nil {
+		t.Fatal(err)
+	}
+	check("truncate", h)
+	old := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC).UnixNano()
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Mtime: &old}); err != nil {
+		t.Fatal(err)
+	}
+	check("mtime set back", h)
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("flushed", h)
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := e.OpenFile(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("reopened", h2)
+	if err := h2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -144,6 +144,16 @@ func (h *Handle) Size() int64 {
 	return h.f.size
 }
 
+// Stamp returns the file's size and modification time as the open file
+// holds them (buffered writes included): what GetAttr reports, without a
+// registry read. The FUSE layer compares them across opens to decide
+// whether the kernel may keep the file's page cache.
+func (h *Handle) Stamp() (size, mtime int64) {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	return h.f.size, h.f.mtime
+}
+
 // WriteAt writes p at off, extending the file as needed. It may block
 // while the memory cap is full (backpressure).
 func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {

@@ -32,14 +32,10 @@ func (n *Node) open(ctx context.Context) (fusefs.FileHandle, uint32, syscall.Err
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	a, err := n.fsys.e.GetAttr(ctx, n.ino)
-	if err != nil {
-		n.release(ctx, h)
-		return nil, 0, toErrno(err)
-	}
+	size, mtime := h.Stamp()
 	n.mu.Lock()
-	keep := n.opened && n.openMtime == a.Mtime && n.openSize == a.Size
-	n.opened, n.openMtime, n.openSize = true, a.Mtime, a.Size
+	keep := n.opened && n.openMtime == mtime && n.openSize == uint64(size)
+	n.opened, n.openMtime, n.openSize = true, mtime, uint64(size)
 	n.mu.Unlock()
 	var fuseFlags uint32
 	if keep {
