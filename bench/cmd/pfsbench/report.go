@@ -120,7 +120,8 @@ func (r *runner) report(took time.Duration) string {
 
 	b.WriteString("\nRows: W3u is W3 untar + sync plus the unmount after it (the time a daemon's own buffers take to reach the disk; " +
 		"native: untar + sync). W6 is VmHWM of the FUSE daemon (pfs: the pid in STORE/lock), the larger of W1's and W2's mounts. " +
-		"W2 and W3 tar start from a fresh mount after `sync; echo 3 > /proc/sys/vm/drop_caches`, and so do W4/W4d.\n")
+		"W2 and W3 tar start from a fresh mount after `sync; echo 3 > /proc/sys/vm/drop_caches`, and so do W4/W4d. " +
+		"pfs-64M runs W1 and W2 only: it is there for W6 (in every row it took 5 of a full run's 28.5 minutes).\n")
 	if len(r.notes) > 0 {
 		b.WriteString("\nNotes:\n")
 		for _, n := range r.notes {

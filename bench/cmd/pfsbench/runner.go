@@ -290,7 +290,7 @@ func (r *runner) rounds(ctx context.Context) error {
 		}
 		for _, g := range groups {
 			for _, s := range order {
-				if s.failed != nil {
+				if s.failed != nil || (s.only != nil && !slices.Contains(s.only, g.name)) {
 					continue
 				}
 				r.logf("round %d/%d  %-11s %s", round+1, r.cfg.rounds, s.name, g.name)
