@@ -161,6 +161,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	f.mu.Lock()
 	clip := fl.clip
 	mtime := f.mtime
+	pend, pendGen := f.pend, f.pendGen
 	f.mu.Unlock()
 	var slices []registry.Slice
 	if whole > 0 {
@@ -220,6 +221,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 		end := uint64(fl.idx)*uint64(e.chunkSize) + uint64(slices[len(slices)-1].Off+slices[len(slices)-1].Len)
 		in.Size = max(in.Size, end)
 		in.Mtime, in.Ctime = max(in.Mtime, mtime), max(in.Ctime, mtime)
+		pend.applyTo(in)
 		compact = len(kept) > maxSlices
 		return tx.PutInode(in)
 	})
@@ -235,6 +237,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	fl.committed = true
 	f.mu.Lock()
 	f.timesIn = max(f.timesIn, mtime)
+	f.clearPendLocked(pendGen)
 	f.mu.Unlock()
 	e.deleteGarbage(ctx, garbage)
 	if compact {

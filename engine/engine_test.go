@@ -1191,3 +1191,137 @@ func TestStampMatchesGetAttr(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAttrsRideWithTheWrites: chmod, chown and utimens of a file with
+// buffered writes (what tar and rsync -a do before each close) are shown
+// at once and committed with the writes: write, three setattrs and the
+// close make one registry commit, and the stored inode has them all.
+// Later changes win over earlier ones also when they race with a commit,
+// and a write after a utimens, or a truncate, sets the mtime again.
+func TestAttrsRideWithTheWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openTest(t, dir, 8*testChunk)
+	h := createFile(t, e, "f")
+	if _, err := h.WriteAt(ctx, []byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mode, uid, gid := uint32(0o640), uint32(1234), uint32(5678)
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC).UnixNano()
+	before := e.reg.Commits()
+	for _, in := range []SetAttrIn{{Uid: &uid, Gid: &gid}, {Mode: &mode}, {Atime: &old, Mtime: &old}} {
+		a, err := e.SetAttr(ctx, h.Ino(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Mode != nil && a.Mode&07777 != mode {
+			t.Errorf("setattr reply mode %o, want %o", a.Mode&07777, mode)
+		}
+	}
+	if n := e.reg.Commits() - before; n != 0 {
+		t.Errorf("setattrs of a file with buffered writes made %d commits, want 0", n)
+	}
+	check := func(what string, a *Attr) {
+		t.Helper()
+		if a.Mode&07777 != mode || a.Uid != uid || a.Gid != gid || a.Mtime != old || a.Atime != old || a.Size != 5 {
+			t.Errorf("%s: mode %o uid %d gid %d mtime %d atime %d size %d; want %o %d %d %d %d 5",
+				what, a.Mode&07777, a.Uid, a.Gid, a.Mtime, a.Atime, a.Size, mode, uid, gid, old, old)
+		}
+	}
+	a, err := e.GetAttr(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("getattr while open", a)
+	if a, err = e.Lookup(ctx, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	check("lookup while open", a)
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Commits() - before; n != 1 {
+		t.Errorf("write, three setattrs and close made %d commits, want 1", n)
+	}
+	in, err := e.getInode(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("stored", in)
+
+	// A write after the utimens moves the mtime on; a later chmod wins
+	// over a pending one, also when a commit carrying the older one is in
+	// flight (the commit leaves what came after its snapshot pending).
+	h, err = e.OpenFile(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("x"), 10); err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := uint32(0o600), uint32(0o604)
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Mode: &m1, Mtime: &old}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("y"), 11); err != nil {
+		t.Fatal(err)
+	}
+	h.f.mu.Lock()
+	snap := h.f.pendGen
+	h.f.mu.Unlock()
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Mode: &m2}); err != nil {
+		t.Fatal(err)
+	}
+	h.f.mu.Lock()
+	h.f.clearPendLocked(snap) // as a commit that snapshotted before the second chmod
+	h.f.mu.Unlock()
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err = e.getInode(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Mode&07777 != m2 || in.Mtime <= old || in.Size != 12 {
+		t.Errorf("after write, chmod, write, chmod: mode %o mtime %d size %d; want %o, after %d, 12", in.Mode&07777, in.Mtime, in.Size, m2, old)
+	}
+
+	// A truncate after a pending utimens sets the mtime to its own time.
+	h, err = e.OpenFile(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("z"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Mtime: &old}); err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(3)
+	if _, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err = e.getInode(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Mtime <= old || in.Size != 3 || in.Mode&07777 != m2 {
+		t.Errorf("after utimens then truncate: mtime %d size %d mode %o; want after %d, 3, %o", in.Mtime, in.Size, in.Mode&07777, old, m2)
+	}
+
+	// Everything above survives a reopen of the store.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openTest(t, dir, 8*testChunk)
+	a, err = e2.Lookup(ctx, RootIno, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Mode&07777 != m2 || a.Uid != uid || a.Gid != gid || a.Size != 3 {
+		t.Errorf("reopened: mode %o uid %d gid %d size %d", a.Mode&07777, a.Uid, a.Gid, a.Size)
+	}
+}

@@ -39,6 +39,14 @@ type file struct {
 	// were all committed after their times needs no second transaction.
 	timesIn  int64
 	unlinked bool // lost its last link while open: the last Release purges it
+	// pend holds attribute changes (chmod, chown, utimens) made while the
+	// file had buffered writes, not yet in the registry: the commit that
+	// stores those writes carries them. tar and rsync -a set the mode,
+	// owner and times of each file between its last write and its close,
+	// which cost three transactions per file. pendGen counts changes to
+	// pend, so a commit clears only what it carried.
+	pend     pendingAttrs
+	pendGen  uint64
 	dirty    map[uint64]*dirtyChunk
 	inflight map[uint64][]*flushing // per chunk, in commit order
 	ver      map[uint64]uint64      // bumped whenever a chunk's committed map changes
@@ -46,6 +54,49 @@ type file struct {
 	err      error                  // write-back error not yet reported
 	raNext   uint64                 // next chunk read-ahead would fetch
 	raLast   int64                  // end of the last read, to detect sequential reads
+}
+
+// pendingAttrs are attribute changes of an open file waiting for the
+// commit of its buffered writes. nil fields are unchanged; ctime 0 is none.
+type pendingAttrs struct {
+	mode, uid, gid *uint32
+	atime, mtime   *int64
+	ctime          int64
+}
+
+func (p *pendingAttrs) empty() bool {
+	return p.mode == nil && p.uid == nil && p.gid == nil && p.atime == nil && p.mtime == nil && p.ctime == 0
+}
+
+// applyTo sets the changes on in. An explicit mtime replaces in's, as
+// utimens does; the caller has already merged in the times of writes
+// (a write after the utimens clears the pending mtime).
+func (p *pendingAttrs) applyTo(in *registry.Inode) {
+	if p.mode != nil {
+		in.Mode = in.Mode&sIFMT | *p.mode&07777
+	}
+	if p.uid != nil {
+		in.Uid = *p.uid
+	}
+	if p.gid != nil {
+		in.Gid = *p.gid
+	}
+	if p.atime != nil {
+		in.Atime = *p.atime
+	}
+	if p.mtime != nil {
+		in.Mtime = *p.mtime
+	}
+	in.Ctime = max(in.Ctime, p.ctime)
+}
+
+// clearPendLocked forgets the pending changes a commit carried, unless
+// more came since its snapshot (gen): those are newer and stay for the
+// next commit. Caller holds f.mu.
+func (f *file) clearPendLocked(gen uint64) {
+	if f.pendGen == gen {
+		f.pend = pendingAttrs{}
+	}
 }
 
 // flushing is a dirty chunk on its way into the store. Reads still see its
@@ -192,6 +243,10 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 			f.size = end
 		}
 		f.mtime, f.ctime, f.attrDirt = now.UnixNano(), now.UnixNano(), true
+		if f.pend.mtime != nil {
+			f.pend.mtime = nil // this write's time supersedes a pending utimens
+			f.pendGen++
+		}
 		if dc.full(cs) {
 			delete(f.dirty, s.Index)
 			f.startFlushLocked(s.Index, dc)
@@ -366,19 +421,22 @@ func (f *file) flush(ctx context.Context) error {
 	}
 	attr := f.attrDirt
 	mtime, ctime := f.mtime, f.ctime
+	pend, pendGen := f.pend, f.pendGen
 	f.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if attr {
+	if attr || !pend.empty() {
 		// Times changed by writes whose chunks were committed with older
-		// times (or not at all, for a write of zero new chunks).
+		// times (or not at all, for a write of zero new chunks), and
+		// attribute changes no chunk commit carried.
 		err := f.e.updateFile(ctx, f.ino, func(tx *registry.Tx) error {
 			in, err := tx.GetInode(f.ino)
 			if err != nil {
 				return err
 			}
 			in.Mtime, in.Ctime = max(in.Mtime, mtime), max(in.Ctime, ctime)
+			pend.applyTo(in)
 			return tx.PutInode(in)
 		})
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -388,6 +446,7 @@ func (f *file) flush(ctx context.Context) error {
 		if f.mtime == mtime {
 			f.attrDirt = false
 		}
+		f.clearPendLocked(pendGen)
 		f.mu.Unlock()
 	}
 	return nil
@@ -425,7 +484,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	if !e.cfg.ReadOnly {
 		err = f.flush(ctx)
 		if err != nil {
-			e.log.Error("write-back failed on close; buffered data of this file is dropped", "ino", f.ino, "err", err)
+			e.log.Error("write-back failed on close; buffered data and attribute changes of this file are dropped", "ino", f.ino, "err", err)
 			f.dropDirty()
 		}
 	}
@@ -445,10 +504,13 @@ func (h *Handle) Release(ctx context.Context) error {
 	return err
 }
 
-// dropDirty forgets buffered data that could not be stored.
+// dropDirty forgets buffered data, and the attribute changes waiting for
+// it, that could not be stored.
 func (f *file) dropDirty() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.pend = pendingAttrs{}
+	f.pendGen++
 	for idx, dc := range f.dirty {
 		delete(f.dirty, idx)
 		f.e.putBuf(dc.buf)

@@ -59,7 +59,8 @@ func (e *Engine) getInode(ctx context.Context, ino Ino) (*registry.Inode, error)
 }
 
 // withOpenState overlays what an open file knows and the registry does not
-// yet: buffered size and times.
+// yet: buffered size and times, and attribute changes waiting for their
+// commit.
 func (e *Engine) withOpenState(in *registry.Inode) *Attr {
 	if in.Mode&sIFMT != sIFREG {
 		return in
@@ -69,6 +70,7 @@ func (e *Engine) withOpenState(in *registry.Inode) *Attr {
 		in.Size = uint64(f.size)
 		in.Mtime = max(in.Mtime, f.mtime)
 		in.Ctime = max(in.Ctime, f.ctime)
+		f.pend.applyTo(in)
 		f.mu.Unlock()
 	}
 	return in
@@ -546,12 +548,34 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 			return nil, err
 		}
 	}
+	if in.Size == nil {
+		if f := e.holdOpen(ino); f != nil {
+			a, deferred, err := e.deferAttrs(ctx, f, in, ctime)
+			e.releaseFile(f)
+			if deferred || err != nil {
+				return a, err
+			}
+		}
+	}
+	// Attribute changes an open file still holds go in first: this
+	// transaction must not be overwritten by a later commit carrying
+	// older ones.
+	var pend pendingAttrs
+	var pendGen uint64
+	f := e.holdOpen(ino)
+	if f != nil {
+		defer e.releaseFile(f)
+		f.mu.Lock()
+		pend, pendGen = f.pend, f.pendGen
+		f.mu.Unlock()
+	}
 	var out *registry.Inode
 	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 		a, err := tx.GetInode(ino)
 		if err != nil {
 			return err
 		}
+		pend.applyTo(a)
 		if in.Mode != nil {
 			a.Mode = a.Mode&sIFMT | *in.Mode&07777
 		}
@@ -576,16 +600,78 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 	if err != nil {
 		return nil, fmt.Errorf("setattr %d: %w", ino, err)
 	}
-	if f := e.openFile(ino); f != nil && in.Mtime != nil {
-		// An explicit mtime (utimens, touch -d, tar, rsync) wins over the
-		// time of buffered writes.
+	if f != nil {
 		f.mu.Lock()
-		f.mtime, f.ctime, f.attrDirt = *in.Mtime, ctime, false
+		f.clearPendLocked(pendGen)
+		if in.Mtime != nil {
+			// An explicit mtime (utimens, touch -d, tar, rsync) wins over
+			// the time of buffered writes.
+			f.mtime, f.ctime, f.attrDirt = *in.Mtime, ctime, false
+		}
 		f.mu.Unlock()
 	}
 	// The size (and times) of buffered writes too: the kernel takes the
 	// size in a SETATTR reply as the file's, and reads stop there.
 	return e.withOpenState(out), nil
+}
+
+// deferAttrs records the changes of in (no size) on f, open, when f has
+// buffered writes or changes already waiting: the commit of those writes
+// (at the latest the close's) carries them, and until then GetAttr and
+// Lookup show them (withOpenState). It reports false when nothing is
+// waiting for a commit: the caller commits the change itself.
+func (e *Engine) deferAttrs(ctx context.Context, f *file, in SetAttrIn, ctime int64) (*Attr, bool, error) {
+	f.mu.Lock()
+	if len(f.dirty) == 0 && f.pend.empty() {
+		f.mu.Unlock()
+		return nil, false, nil
+	}
+	p := &f.pend
+	if in.Mode != nil {
+		m := *in.Mode & 07777
+		p.mode = &m
+	}
+	if in.Uid != nil {
+		v := *in.Uid
+		p.uid = &v
+	}
+	if in.Gid != nil {
+		v := *in.Gid
+		p.gid = &v
+	}
+	if in.Atime != nil {
+		v := *in.Atime
+		p.atime = &v
+	}
+	if in.Mtime != nil {
+		v := *in.Mtime
+		p.mtime = &v
+		f.mtime, f.ctime, f.attrDirt = v, ctime, false
+	}
+	if in.Mode != nil || in.Uid != nil || in.Gid != nil || in.Atime != nil || in.Mtime != nil {
+		p.ctime = max(p.ctime, ctime)
+	}
+	f.pendGen++
+	f.mu.Unlock()
+	a, err := e.getInode(ctx, f.ino)
+	if err != nil {
+		return nil, true, fmt.Errorf("setattr %d: %w", f.ino, err)
+	}
+	return e.withOpenState(a), true, nil
+}
+
+// holdOpen returns ino's file state with a reference (release with
+// releaseFile) if some handle has it open, else nil.
+func (e *Engine) holdOpen(ino Ino) *file {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := e.files[ino]
+	if f != nil {
+		f.mu.Lock()
+		f.refs++
+		f.mu.Unlock()
+	}
+	return f
 }
 
 // truncate sets a regular file's size, whether or not it is open.
@@ -627,6 +713,10 @@ func (e *Engine) truncate(ctx context.Context, ino Ino, size uint64, ctime int64
 	}
 	f.size = int64(size)
 	f.ctime, f.mtime = ctime, ctime
+	if f.pend.mtime != nil {
+		f.pend.mtime = nil // the truncate's time supersedes a pending utimens
+		f.pendGen++
+	}
 	f.mu.Unlock()
 	e.cache.dropFile(ino, boundary)
 	return e.truncateStored(ctx, ino, size, ctime)
