@@ -129,6 +129,11 @@ func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
 		// which is correct for a file system with one mount.
 		EnableLocks: false,
 
+		// The kernel leaves dropping setuid and capabilities on write,
+		// truncate and chown to pfs (killPrivFS) instead of asking for
+		// security.capability before every write.
+		ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+
 		// As root, mount(2) directly: fusermount3 may not be installed.
 		// Not strict, so a non-root caller falls back to fusermount.
 		DirectMount: os.Geteuid() == 0,
@@ -139,7 +144,7 @@ func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
 		mo.Options = append(mo.Options, "ro")
 	}
 
-	srv, err := fusefs.Mount(mountpoint, root, &fusefs.Options{
+	rawFS := fusefs.NewNodeFS(root, &fusefs.Options{
 		MountOptions: mo,
 		// fusefs.Mount with non-nil Options zeroes every timeout, so each
 		// is set here.
@@ -151,7 +156,14 @@ func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
 		RootStableAttr:  &fusefs.StableAttr{Ino: uint64(engine.RootIno)},
 		Logger:          goFuseLog,
 	})
+	// As fusefs.Mount, with killPrivFS between the server and the nodes.
+	srv, err := fuse.NewServer(&killPrivFS{RawFileSystem: rawFS}, mountpoint, &mo)
 	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		_ = srv.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	if err := setReadAhead(mountpoint, readAheadKB); err != nil {

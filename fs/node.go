@@ -117,12 +117,19 @@ func (n *Node) Setattr(ctx context.Context, f fusefs.FileHandle, in *fuse.SetAtt
 		ns := t.UnixNano()
 		sa.Ctime = &ns
 	}
-	if (sa.Uid != nil || sa.Gid != nil) && sa.Mode == nil && n.StableAttr().Mode != syscall.S_IFDIR {
-		// chown(2) of a non-directory clears setuid, and setgid when
-		// group-executable, for every caller, root included. The kernel
-		// asks for it in the same SETATTR; this covers kernels that leave
-		// it to the file system.
-		if errno := n.killSuid(ctx, &sa); errno != 0 {
+	// chown(2) of a non-directory clears setuid, and setgid when
+	// group-executable, for every caller, root included; so does a
+	// truncate by a caller without CAP_FSETID. With
+	// FUSE_HANDLE_KILLPRIV_V2 (see killPrivFS) the kernel leaves both, and
+	// dropping the file's capabilities, to us and flags the SETATTR.
+	kill := in.Valid&fuse.FATTR_KILL_SUIDGID != 0
+	if (sa.Uid != nil || sa.Gid != nil || kill) && n.StableAttr().Mode != syscall.S_IFDIR {
+		if sa.Mode == nil {
+			if errno := n.killSuid(ctx, &sa); errno != 0 {
+				return errno
+			}
+		}
+		if errno := n.dropCapability(ctx); errno != 0 {
 			return errno
 		}
 	}
@@ -147,12 +154,22 @@ func (n *Node) killSuid(ctx context.Context, sa *engine.SetAttrIn) syscall.Errno
 		return toErrno(err)
 	}
 	perm := cur.Mode & 07777
-	m := perm &^ syscall.S_ISUID
-	if m&syscall.S_IXGRP != 0 {
-		m &^= syscall.S_ISGID
-	}
-	if m != perm {
+	if m := dropSuid(perm); m != perm {
 		sa.Mode = &m
+	}
+	return 0
+}
+
+// dropCapability removes the file's security.capability, if it has one.
+// The check first is what keeps a chown cheap: the engine remembers
+// files without extended attributes, and most have none.
+func (n *Node) dropCapability(ctx context.Context) syscall.Errno {
+	_, err := n.fsys.e.GetXattr(ctx, n.ino, capabilityXattr)
+	if err == nil {
+		err = n.fsys.e.RemoveXattr(ctx, n.ino, capabilityXattr)
+	}
+	if err != nil && !errors.Is(err, engine.ErrNoAttr) {
+		return toErrno(err)
 	}
 	return 0
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -482,24 +481,7 @@ func TestBadInputHugeDirectory(t *testing.T) {
 // 0755 directory of root's. The store itself is 0700 and nothing in it is
 // readable by others.
 func TestBadInputPermissions(t *testing.T) {
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Fatalf("setpriv (util-linux) is needed to act as another user: %v", err)
-	}
-	base := t.TempDir()
-	// Let nobody reach the mountpoint: t.TempDir's directories are 0700.
-	for d := base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for d := os.TempDir(); ; d = filepath.Dir(d) {
-		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
-			t.Fatalf("user nobody cannot reach the test's directories: %s is not searchable by others (%v); use a TMPDIR they can traverse (make test-integ makes its own)", d, fi.Mode())
-		}
-		if d == "/" {
-			break
-		}
-	}
+	base := nobodyDir(t)
 	mnt := filepath.Join(base, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
@@ -524,13 +506,8 @@ func TestBadInputPermissions(t *testing.T) {
 	}
 	write("rootdir/inside", 0o644)
 
-	asNobody := func(script string, args ...string) (string, string, int) {
-		t.Helper()
-		all := append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", script, "sh"}, args...)
-		return runTimeout(t, time.Minute, "setpriv", all...)
-	}
 	// Positive control: nobody reaches the mount and reads what is public.
-	if out, stderr, code := asNobody(`id -u; cat "$1"; ls "$2"`, filepath.Join(mnt, "public"), filepath.Join(mnt, "rootdir")); code != 0 || out != "65534\nroot's public\ninside\n" {
+	if out, stderr, code := asNobody(t, `id -u; cat "$1"; ls "$2"`, filepath.Join(mnt, "public"), filepath.Join(mnt, "rootdir")); code != 0 || out != "65534\nroot's public\ninside\n" {
 		t.Fatalf("as nobody on an --allow-other mount: id, cat of a 0644 file, ls of a 0755 dir: exit %d, %q, %s; want them to work", code, out, stderr)
 	}
 	for _, c := range []struct{ what, script string }{
@@ -545,7 +522,7 @@ func TestBadInputPermissions(t *testing.T) {
 		{"chmod a file of root", `chmod 666 "$1"/public`},
 		{"create in the 0755 root of the mount", `touch "$1"/mine`},
 	} {
-		_, stderr, code := asNobody(c.script, mnt)
+		_, stderr, code := asNobody(t, c.script, mnt)
 		if code == 0 || !strings.Contains(stderr, "ermission denied") && !strings.Contains(stderr, "Operation not permitted") {
 			t.Errorf("as nobody: %s: want permission denied, got exit %d, stderr %q", c.what, code, stderr)
 		}
@@ -590,10 +567,10 @@ func TestBadInputPermissions(t *testing.T) {
 		t.Errorf("files in the store readable or writable by group or others (want none; the store holds everyone's data):\n%s", strings.Join(open, "\n"))
 	}
 	// And nobody cannot look into it.
-	if _, stderr, code := asNobody(`ls "$1"`, store); code == 0 || !strings.Contains(stderr, "ermission denied") {
+	if _, stderr, code := asNobody(t, `ls "$1"`, store); code == 0 || !strings.Contains(stderr, "ermission denied") {
 		t.Errorf("as nobody: ls of the store: want permission denied, got exit %d, %q", code, stderr)
 	}
-	if _, stderr, code := asNobody(`cat "$1"`, objectFiles(t, store)[0]); code == 0 || !strings.Contains(stderr, "ermission denied") {
+	if _, stderr, code := asNobody(t, `cat "$1"`, objectFiles(t, store)[0]); code == 0 || !strings.Contains(stderr, "ermission denied") {
 		t.Errorf("as nobody: cat of an object: want permission denied, got exit %d, %q", code, stderr)
 	}
 }

@@ -582,3 +582,35 @@ func parsePut(t *testing.T, stdout string) map[string]string {
 	}
 	return m
 }
+
+// nobodyDir returns a new directory that user nobody can reach
+// (t.TempDir's directories are 0700), and fails the test if a directory
+// above TMPDIR is not searchable by others.
+func nobodyDir(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) is needed to act as another user: %v", err)
+	}
+	base := t.TempDir()
+	for d := base; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d := os.TempDir(); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Fatalf("user nobody cannot reach the test's directories: %s is not searchable by others (%v); use a TMPDIR they can traverse (make test-integ makes its own)", d, fi.Mode())
+		}
+		if d == "/" {
+			break
+		}
+	}
+	return base
+}
+
+// asNobody runs script with sh as user nobody; args are $1, $2, ...
+func asNobody(t *testing.T, script string, args ...string) (string, string, int) {
+	t.Helper()
+	all := append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c", script, "sh"}, args...)
+	return runTimeout(t, time.Minute, "setpriv", all...)
+}
