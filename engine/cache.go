@@ -142,13 +142,13 @@ func (c *chunkCache) unpin(ent *cacheEntry) { c.release(ent, 0) }
 
 // release is unpin for a reader that copied seq bytes out of ent as part of
 // a sequential read. Once sequential reads have taken as many bytes as the
-// chunk holds, the chunk is dropped behind the reader as soon as nobody
-// copies from it: the kernel's page cache holds those bytes now, a
-// sequential reader does not come back for them, and the buffer goes to
-// the next read-ahead instead of the cache growing to the cap with
-// chunks that are read once (a 2 GiB file read from a cold cache: its
-// parts land in a handful of reused buffers, not in 1 GiB of fresh pages,
-// which on a VM cost more to touch the first time than the MD5 of them).
+// chunk holds, the chunk goes to the evicting end of the LRU list rather
+// than the front: a file streamed through the cache then pushes out its own
+// chunks first, not the ones random readers come back to. It stays cached
+// until memory is needed: the kernel's page cache has its pages, but not
+// always all of them (on the benchmark's VM a reclaimer pages out single
+// pages of files read seconds ago), and a page the kernel asks for again
+// would otherwise cost loading and verifying the whole part.
 func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	c.mu.Lock()
 	ent.pins--
@@ -157,19 +157,13 @@ func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	if ent.pins == 0 {
 		select {
 		case <-ent.ready:
-			if !ent.gone && ent.seq > 0 && ent.seq >= len(ent.data) {
-				if c.m[ent.key] == ent {
-					delete(c.m, ent.key)
-				}
-				ent.gone = true
-				if ent.elem != nil {
-					c.lru.Remove(ent.elem)
-					ent.elem = nil
-				}
-			}
-			if ent.gone {
+			switch {
+			case ent.gone:
 				free = ent
-			} else if ent.elem == nil {
+			case ent.elem != nil:
+			case ent.seq > 0 && ent.seq >= len(ent.data):
+				ent.elem = c.lru.PushBack(ent)
+			default:
 				ent.elem = c.lru.PushFront(ent)
 			}
 		default:

@@ -72,10 +72,10 @@ func (c Config) Validate() error {
 const fixedOverhead = 48 << 20
 
 // ProcessMemory is the memory the whole process should stay within for
-// this configuration: the chunk cap, the idle buffers kept for reuse (at
-// most an eighth of the cap, see freeBufs), the registry's budget and a
-// fixed overhead. The CLI hands it to the Go runtime as its soft limit
+// this configuration: the chunk cap, the registry's budget and a fixed
+// overhead (which covers the few idle buffers kept for reuse, see
+// freeBufs). The CLI hands it to the Go runtime as its soft limit
 // (debug.SetMemoryLimit), so garbage is collected before RSS grows past it.
 func (c Config) ProcessMemory() int64 {
-	return c.Memory + c.Memory/8 + registryMemory(c.Memory) + fixedOverhead
+	return c.Memory + registryMemory(c.Memory) + fixedOverhead
 }

@@ -210,15 +210,14 @@ func (e *Engine) putBuf(b []byte) {
 	e.mem.Release(e.chunkSize)
 }
 
-// freeBufs is how many idle chunk buffers the engine keeps for reuse:
-// enough for the read-ahead window and the workers, at most an eighth of
-// the cap (outside it: ProcessMemory counts them). Buffers that go back to
-// the Go heap come out of it again as pages the runtime has since returned
-// to the kernel; on a VM the first touch of such a page costs more than
-// the MD5 of its bytes (a cold 2 GiB read spent twice the MD5's CPU time
-// in it).
+// freeBufs is how many idle chunk buffers the engine keeps for reuse: at
+// most 8, and a sixteenth of the cap (outside the cap, within the fixed
+// overhead ProcessMemory allows). Buffers that go back to the Go heap come
+// out of it again as pages the runtime has since returned to the kernel;
+// on a VM the first touch of such a page costs more than the MD5 of its
+// bytes (a cold 2 GiB read spent twice the MD5's CPU time in it).
 func freeBufs(memory, chunkSize int64) int {
-	return int(max(1, min(16, memory/chunkSize/8)))
+	return int(max(1, min(8, memory/chunkSize/16)))
 }
 
 // newBuf returns an idle buffer or a new one; the caller has taken its

@@ -294,8 +294,8 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // readChunk fills dst with bytes [off, off+len(dst)) of chunk idx as the
 // file holds them now: committed content overlaid with data in flight and
 // then dirty data. A sequential read of a chunk read-ahead has gone past
-// (a file being streamed) counts towards dropping the chunk from the cache
-// once all of it has been read (see chunkCache.release).
+// (a file being streamed) counts towards making the chunk the first to be
+// evicted once all of it has been read (see chunkCache.release).
 func (e *Engine) readChunk(ctx context.Context, f *file, idx uint64, off int, dst []byte, sequential bool) error {
 	for {
 		f.mu.Lock()

@@ -103,8 +103,8 @@ func (f *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// Write writes data at off. The kernel has already dropped setuid/setgid
-// for a non-root writer by a SETATTR (no FUSE_HANDLE_KILLPRIV).
+// Write writes data at off. killPrivFS has already dropped setuid, setgid
+// and capabilities if the kernel flagged the write (FUSE_HANDLE_KILLPRIV_V2).
 func (f *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	ctx = uninterruptible(ctx)
 	n, err := f.h.WriteAt(ctx, data, off)
