@@ -616,13 +616,14 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 }
 
 // deferAttrs records the changes of in (no size) on f, open, when f has
-// buffered writes or changes already waiting: the commit of those writes
-// (at the latest the close's) carries them, and until then GetAttr and
-// Lookup show them (withOpenState). It reports false when nothing is
-// waiting for a commit: the caller commits the change itself.
+// buffered writes, writes in flight or changes already waiting: the commit
+// of those writes (at the latest the close's) carries them, and until then
+// GetAttr and Lookup show them (withOpenState). It reports false when
+// nothing is waiting for a commit: the caller commits the change itself,
+// and no commit in flight can carry older changes over it.
 func (e *Engine) deferAttrs(ctx context.Context, f *file, in SetAttrIn, ctime int64) (*Attr, bool, error) {
 	f.mu.Lock()
-	if len(f.dirty) == 0 && f.pend.empty() {
+	if len(f.dirty) == 0 && len(f.inflight) == 0 && f.pend.empty() {
 		f.mu.Unlock()
 		return nil, false, nil
 	}
