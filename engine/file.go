@@ -114,15 +114,9 @@ type flushing struct {
 // acquireFile returns the shared state of ino, loading it from the
 // registry on first use. Pair with releaseFile.
 func (e *Engine) acquireFile(ctx context.Context, ino Ino) (*file, error) {
-	e.mu.Lock()
-	if f := e.files[ino]; f != nil {
-		f.mu.Lock()
-		f.refs++
-		f.mu.Unlock()
-		e.mu.Unlock()
+	if f := e.holdOpen(ino); f != nil {
 		return f, nil
 	}
-	e.mu.Unlock()
 	in, err := e.getInode(ctx, ino)
 	if err != nil {
 		return nil, err

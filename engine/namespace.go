@@ -548,15 +548,6 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 			return nil, err
 		}
 	}
-	if in.Size == nil {
-		if f := e.holdOpen(ino); f != nil {
-			a, deferred, err := e.deferAttrs(ctx, f, in, ctime)
-			e.releaseFile(f)
-			if deferred || err != nil {
-				return a, err
-			}
-		}
-	}
 	// Attribute changes an open file still holds go in first: this
 	// transaction must not be overwritten by a later commit carrying
 	// older ones.
@@ -565,6 +556,11 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 	f := e.holdOpen(ino)
 	if f != nil {
 		defer e.releaseFile(f)
+		if in.Size == nil {
+			if a, deferred, err := e.deferAttrs(ctx, f, in, ctime); deferred || err != nil {
+				return a, err
+			}
+		}
 		f.mu.Lock()
 		pend, pendGen = f.pend, f.pendGen
 		f.mu.Unlock()
