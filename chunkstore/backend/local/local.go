@@ -46,6 +46,11 @@ type Local struct {
 	saving sync.RWMutex
 
 	reserve int64 // free bytes Save leaves on the filesystem; see SetReserve
+
+	// made holds the fan-out directories (key[0:4]) known to exist, so a
+	// Save does not try two mkdirs first. A directory removed behind our
+	// back is created again when the temp file cannot be created in it.
+	made sync.Map
 }
 
 // SetReserve makes Save fail with backend.ErrNoSpace rather than leave
@@ -110,6 +115,12 @@ func (l *Local) Save(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+key+"-*") // O_EXCL, mode 0600
+	if errors.Is(err, fs.ErrNotExist) {
+		l.made.Delete(key[0:4])
+		if err = l.mkdirs(key); err == nil {
+			f, err = os.CreateTemp(dir, tempPrefix+key+"-*")
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("local: save %s: %w", key, noSpace(err))
 	}
@@ -153,6 +164,9 @@ func writeSync(f *os.File, data []byte) error {
 // mkdirs creates the two fan-out directories of key if needed, fsyncing
 // each parent in which it created one.
 func (l *Local) mkdirs(key string) error {
+	if _, ok := l.made.Load(key[0:4]); ok {
+		return nil
+	}
 	parent := l.dir
 	for _, name := range []string{key[0:2], key[2:4]} {
 		dir := filepath.Join(parent, name)
@@ -167,6 +181,7 @@ func (l *Local) mkdirs(key string) error {
 		}
 		parent = dir
 	}
+	l.made.Store(key[0:4], struct{}{})
 	return nil
 }
 

@@ -206,3 +206,27 @@ func TestReserve(t *testing.T) {
 		t.Errorf("Stat after refused Save = %v, want ErrNotFound", err)
 	}
 }
+
+// TestFanOutDirRemovedBehindItsBack: Save remembers which fan-out
+// directories exist; one removed meanwhile (by hand, by a cleanup) is made
+// again rather than failing the save.
+func TestFanOutDirRemovedBehindItsBack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	first := backendtest.NewKey()
+	if err := l.Save(ctx, first, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, first[0:2])); err != nil {
+		t.Fatal(err)
+	}
+	second := first[0:4] + backendtest.NewKey()[4:] // same fan-out directories
+	if err := l.Save(ctx, second, []byte("two")); err != nil {
+		t.Fatalf("save into a removed fan-out directory: %v", err)
+	}
+	got, err := l.Load(ctx, second, 0, -1)
+	if err != nil || string(got) != "two" {
+		t.Fatalf("load: %q, %v", got, err)
+	}
+}
