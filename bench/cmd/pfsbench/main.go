@@ -86,7 +86,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&cfg.out, "out", "", "where to write the report (default bench/results/latest.md, or bench/results/quick.md with -quick, so a quick run never replaces the full one)")
 	flag.StringVar(&cfg.tree, "tree", "", "the tree W3 extracts (default the Go source tree; its runtime/ with -quick)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work dir (stores, daemon logs) after the run")
-	flag.DurationVar(&cfg.fioRuntime, "fio-runtime", 0, "runtime of each fio run (default 10s, 5s with -quick)")
+	flag.DurationVar(&cfg.fioRuntime, "fio-runtime", 0, "runtime of each fio run (default 8s, 5s with -quick)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", flag.Args())
@@ -99,9 +99,10 @@ func parseFlags() (config, error) {
 	// 5 s runs are mostly pfs's cold start: a random read that misses
 	// loads and verifies a whole chunk, so W4 starts at ~200 IOPS until
 	// the file is cached, and 5 s runs measured 5-14k IOPS where 10 s runs
-	// measured 125k. 10 s keeps the steady state in the figure. -fio-runtime
-	// 30s gives the long runs.
-	rounds, runtime := 3, 10*time.Second
+	// measured 125k. 8 s keeps the steady state in the figure and the run
+	// under 20 minutes (10 s runs made it 21). -fio-runtime 30s gives the
+	// long runs.
+	rounds, runtime := 3, 8*time.Second
 	if cfg.quick {
 		cfg.seqSize, cfg.fioSize, cfg.rwSize = 256*miB, 256*miB, 64*miB
 		cfg.sqlRows, cfg.sqlTxns = 20000, 200
