@@ -6,7 +6,7 @@
 #
 #   QUICK=1       1 round, 256 MiB files, 5 s fio runs, a tenth of the tree (under 4 minutes)
 #   ROUNDS=N      rounds (default 3; 1 with QUICK)
-#   FIO_RUNTIME=D each fio run, e.g. 30s (default 8s; 5s with QUICK)
+#   FIO_RUNTIME=D each fio run, e.g. 30s (default 8s; 5s with QUICK; W4d half, at least 5s)
 #   SYSTEMS=a,b   systems to run, of native,loopback-pt,loopback,pfs,pfs-64M,pfs-s3,gocryptfs
 #                 (default: all but pfs-s3)
 #   BENCH_DIR=D   where the systems' files go, on the disk to measure (default /var/tmp)

@@ -72,8 +72,8 @@ func (r *runner) report(took time.Duration) string {
 	fmt.Fprintf(&b, "- time: %s\n", r.timeSpent())
 	fmt.Fprintf(&b, "- machine: %s\n", r.machine())
 	fmt.Fprintf(&b, "- settings: %d round(s), systems interleaved (order rotated each round); W1/W2 %s; "+
-		"W3 %s (%d files); W4 %s file, W4/W4d/W7 fio %d jobs × %s; W7 %d × %s; W8 %d rows in %d transactions\n",
-		c.rounds, sizeStr(c.seqSize), c.tree, r.treeFiles, sizeStr(c.fioSize), c.fioJobs, c.fioRuntime,
+		"W3 %s (%d files); W4 %s file, W4/W7 fio %d jobs × %s (W4d %s); W7 %d × %s; W8 %d rows in %d transactions\n",
+		c.rounds, sizeStr(c.seqSize), c.tree, r.treeFiles, sizeStr(c.fioSize), c.fioJobs, c.fioRuntime, r.runtimeOf("W4d"),
 		c.fioJobs, sizeStr(c.rwSize), c.sqlRows, c.sqlTxns)
 	// Describe the systems that ran, in column order.
 	described := map[string]func() string{
