@@ -251,17 +251,18 @@ func (r *runner) sqlite(ctx context.Context, s *system) error {
 }
 
 // runtimeOf is how long a fio row runs. W4d runs half as long as the
-// others (at least 5 s): it follows W4 on the same mount, so every cache
-// is as warm as it gets and its figure is steady from the start.
+// others (at least 5 s, at most as long as they do): it follows W4 on the
+// same mount, so every cache is as warm as it gets and its figure is
+// steady from the start.
 func (r *runner) runtimeOf(row string) time.Duration {
 	if row == "W4d" {
-		return max(5*time.Second, r.cfg.fioRuntime/2).Round(time.Second)
+		return min(r.cfg.fioRuntime, max(5*time.Second, r.cfg.fioRuntime/2).Round(time.Second))
 	}
 	return r.cfg.fioRuntime
 }
 
 // fio runs one fio job group of cfg.fioJobs psync jobs doing 4 KiB I/O
-// for cfg.fioRuntime and returns the IOPS of all jobs together.
+// for runtime and returns the IOPS of all jobs together.
 func (r *runner) fio(ctx context.Context, rw string, runtime time.Duration, extra ...string) (float64, error) {
 	args := append([]string{
 		"--name=" + rw, "--rw=" + rw, "--bs=4k", "--ioengine=psync",
