@@ -162,10 +162,8 @@ func (r *runner) randRead(ctx context.Context, s *system) error {
 		return err
 	}
 	f := filepath.Join(s.mnt, "fio-read")
-	if fi, err := os.Stat(f); err != nil || fi.Size() != r.cfg.fioSize {
-		if _, err := output(ctx, "dd", "if="+r.src, "of="+f, "bs=1M", fmt.Sprintf("count=%d", r.cfg.fioSize/miB), "conv=fsync"); err != nil {
-			return err
-		}
+	if err := r.layOut(ctx, f, r.cfg.fioSize); err != nil {
+		return err
 	}
 	if err := s.unmount(ctx, r.cfg); err != nil {
 		return err
@@ -204,10 +202,7 @@ func (r *runner) randWrite(ctx context.Context, s *system) error {
 	// in 1 MiB blocks; fio then finds them complete and overwrites.
 	for job := range r.cfg.fioJobs {
 		f := filepath.Join(dir, fmt.Sprintf("randwrite.%d.0", job)) // fio's NAME.JOB.FILE
-		if fi, err := os.Stat(f); err == nil && fi.Size() == r.cfg.rwSize {
-			continue
-		}
-		if _, err := output(ctx, "dd", "if="+r.src, "of="+f, "bs=1M", fmt.Sprintf("count=%d", r.cfg.rwSize/miB), "conv=fsync"); err != nil {
+		if err := r.layOut(ctx, f, r.cfg.rwSize); err != nil {
 			return err
 		}
 	}
@@ -248,6 +243,16 @@ func (r *runner) sqlite(ctx context.Context, s *system) error {
 		return err
 	}
 	return s.unmount(ctx, r.cfg)
+}
+
+// layOut writes f from the random input with dd in 1 MiB blocks, durably,
+// unless it already has that size (written in an earlier round).
+func (r *runner) layOut(ctx context.Context, f string, size int64) error {
+	if fi, err := os.Stat(f); err == nil && fi.Size() == size {
+		return nil
+	}
+	_, err := output(ctx, "dd", "if="+r.src, "of="+f, "bs=1M", fmt.Sprintf("count=%d", size/miB), "conv=fsync")
+	return err
 }
 
 // runtimeOf is how long a fio row runs. W4d runs half as long as the
