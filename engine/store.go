@@ -209,8 +209,10 @@ func checkDir(dir string) error {
 	}
 	for _, de := range ents {
 		switch de.Name() {
-		case lockFile, "pfs.log", registryDir, objectsDir:
-			// Left by a creation that failed before writing the format.
+		case lockFile, "pfs.log", registryDir, objectsDir, formatFile, formatFile + ".tmp":
+			// Left by a creation that failed before writing the format,
+			// or made by one running now: the check before the lock
+			// races its temp file and the rename into place.
 		default:
 			return fmt.Errorf("store %s: not a pfs store (no %s) and not empty", dir, formatFile)
 		}
