@@ -241,15 +241,35 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	f.mu.Unlock()
 	e.deleteGarbage(ctx, garbage)
 	if compact {
-		e.bg.Add(1)
-		go func() {
-			defer e.bg.Done()
-			if err := e.compact(e.bgCtx, f.ino, fl.idx); err != nil && !errors.Is(err, context.Canceled) {
-				e.log.Warn("compaction failed; the chunk stays as it is", "ino", f.ino, "chunk", fl.idx, "err", err)
-			}
-		}()
+		e.startCompaction(f.ino, fl.idx)
 	}
 	return nil
+}
+
+// startCompaction compacts a chunk in the background unless a compaction
+// of it is running: a database commits every few milliseconds, each commit
+// over the limit asked for one, and all but one of those compacting the
+// same chunk at once did the whole work (read, verify and hash 4 MiB) for
+// nothing. The next commit asks again if the chunk is still over the limit.
+func (e *Engine) startCompaction(ino Ino, idx uint64) {
+	k := cacheKey{ino, idx}
+	e.mu.Lock()
+	if e.compacting[k] {
+		e.mu.Unlock()
+		return
+	}
+	e.compacting[k] = true
+	e.mu.Unlock()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if err := e.compact(e.bgCtx, ino, idx); err != nil && !errors.Is(err, context.Canceled) {
+			e.log.Warn("compaction failed; the chunk stays as it is", "ino", ino, "chunk", idx, "err", err)
+		}
+		e.mu.Lock()
+		delete(e.compacting, k)
+		e.mu.Unlock()
+	}()
 }
 
 // fillGaps completes a fragmented dirty chunk into the chunk's whole
@@ -470,8 +490,9 @@ func (e *Engine) deleteInline(ctx context.Context, parts []*registry.Part) []*re
 	return rest
 }
 
-// compact rewrites a chunk with many slices as one part, if the chunk did
-// not change meanwhile.
+// compact rewrites a chunk with many slices as one part, under the slices
+// committed meanwhile (see rebase); it gives up if the chunk changed in
+// another way.
 func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 	var before registry.Chunk
 	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
@@ -500,15 +521,20 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 		return err
 	}
 	part.Size, part.PlainSize, part.MD5, part.Compression = meta.Size, meta.PlainSize, meta.MD5, uint8(meta.Compression)
+	if e.compactHook != nil {
+		e.compactHook()
+	}
 	var garbage []*registry.Part
 	changed := false
+	whole := registry.Slice{Part: id, Off: 0, Len: uint32(len(data))}
 	err = e.updateFile(ctx, ino, func(tx *registry.Tx) error {
 		garbage, changed = nil, false
 		now, err := tx.GetChunk(ino, idx)
 		if err != nil {
 			return err
 		}
-		if !sameChunk(now, before) {
+		after, replaced, ok := rebase(before, now, whole)
+		if !ok {
 			changed = true
 			return nil
 		}
@@ -516,10 +542,10 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 		if err := tx.PutPart(part); err != nil {
 			return err
 		}
-		if garbage, err = unref(tx, before); err != nil {
+		if garbage, err = unref(tx, replaced); err != nil {
 			return err
 		}
-		return tx.PutChunk(ino, idx, registry.Chunk{{Part: id, Off: 0, Len: uint32(len(data))}})
+		return tx.PutChunk(ino, idx, after)
 	})
 	if err != nil || changed {
 		e.dropPending(part)
@@ -531,6 +557,45 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 	// old map and meets a deleted part retries (loadChunk).
 	e.deleteGarbage(ctx, garbage)
 	return nil
+}
+
+// rebase returns the chunk map that puts whole, the compacted content of
+// the map before, under the slices committed since (now holds before's
+// slices, minus those the new ones hide, followed by the new ones), and
+// the slices of before it replaces. A database commits while its chunk is
+// being compacted; giving the work up then wasted most compactions. It
+// refuses (ok false) when the chunk changed in any other way: a truncate
+// clipped or removed slices, or a compaction replaced them, so bytes of
+// before may no longer be the file's, or the new slices hide whole.
+func rebase(before, now registry.Chunk, whole registry.Slice) (after, replaced registry.Chunk, ok bool) {
+	old := make(map[registry.Slice]bool, len(before))
+	oldParts := make(map[uuid.UUID]bool, len(before))
+	for _, s := range before {
+		old[s], oldParts[s.Part] = true, true
+	}
+	var covered dirtyChunk
+	after = registry.Chunk{whole}
+	for _, s := range now {
+		switch {
+		case old[s] && len(after) == 1:
+			replaced = append(replaced, s)
+		case !oldParts[s.Part]:
+			after = append(after, s)
+		default:
+			return nil, nil, false // an old slice changed, or one after a new one
+		}
+		covered.add(int(s.Off), int(s.Off+s.Len))
+	}
+	for _, s := range before {
+		if !covered.covers(int(s.Off), int(s.Off+s.Len)) {
+			return nil, nil, false // removed, not hidden: a truncate
+		}
+	}
+	after, dropped := pruneChunk(after)
+	if len(dropped) > 0 {
+		return nil, nil, false // the new slices hide the compacted part
+	}
+	return after, replaced, true
 }
 
 func sameChunk(a, b registry.Chunk) bool {

@@ -100,9 +100,14 @@ type Engine struct {
 	bg       sync.WaitGroup // background goroutines: flushes, prefetches, compactions, idle flusher
 	stop     chan struct{}
 
-	mu     sync.Mutex // protects the following
-	files  map[Ino]*file
-	closed bool
+	mu         sync.Mutex // protects the following
+	files      map[Ino]*file
+	closed     bool
+	compacting map[cacheKey]bool // chunks being compacted (one compaction each at a time)
+
+	// compactHook, set by tests only, runs in each compaction between
+	// storing the compacted part and committing it.
+	compactHook func()
 
 	failMu   sync.Mutex    // protects the following
 	flushErr error         // error of the last failed flush
@@ -149,6 +154,7 @@ func (e *Engine) init() {
 	e.bufs = make(chan []byte, freeBufs(e.cfg.Memory, e.chunkSize))
 	e.fills = make(chan struct{}, max(1, e.cfg.Workers))
 	e.files = make(map[Ino]*file)
+	e.compacting = make(map[cacheKey]bool)
 	e.stop = make(chan struct{})
 	e.failed = make(chan struct{})
 	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -1364,5 +1365,92 @@ func TestNewBuffersAreMapped(t *testing.T) {
 				t.Fatalf("buffer %d: page %d of %d is not mapped", i, p, n)
 			}
 		}
+	}
+}
+
+// TestCompactionUnderCommits: a database commits while its chunk is being
+// compacted. The compaction still lands, under the new commit's slice
+// (it used to be given up, and most of a database's compactions were),
+// the commit's request for another compaction of the chunk is not
+// started while one runs, and the file reads back as written.
+func TestCompactionUnderCommits(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "db")
+	model := bytes.Repeat([]byte{'.'}, testChunk)
+	if _, err := h.WriteAt(ctx, model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var hooks atomic.Int32
+	hookErr := make(chan error, 1)
+	e.compactHook = func() {
+		if hooks.Add(1) != 1 {
+			return
+		}
+		// A commit lands between the compaction's read and its commit.
+		p := []byte("committed during the compaction")
+		copy(model[100:], p)
+		_, err := h.WriteAt(ctx, p, 100)
+		if err == nil {
+			err = h.Flush(ctx)
+		}
+		hookErr <- err
+	}
+	for i := range maxSlices {
+		off := 1000 + i*(testChunk/(maxSlices+1))
+		p := []byte(fmt.Sprintf("page %d", i))
+		copy(model[off:], p)
+		if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-hookErr; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ch, _, err := e.chunkParts(ctx, h.Ino(), 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ch) <= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chunk still has %d slices: the compaction was given up", len(ch))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for { // let a second compaction, if one was started, finish
+		e.mu.Lock()
+		n := len(e.compacting)
+		e.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hooks.Load(); n != 1 {
+		t.Errorf("%d compactions of the chunk ran, want 1", n)
+	}
+	ch, _, err := e.chunkParts(ctx, h.Ino(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != 2 || ch[1].Off != 100 {
+		t.Errorf("chunk map after the compaction: %+v, want the compacted part and the commit's slice at 100", ch)
+	}
+	e.cache.dropFile(h.Ino(), 0) // read from the store, not the cache
+	if got := readAll(t, h); !bytes.Equal(got, model) {
+		t.Errorf("read after compaction differs from what was written (%d bytes)", len(got))
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
