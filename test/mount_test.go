@@ -263,6 +263,19 @@ func gitWorkload() workload {
 	}
 }
 
+// TestDaemonName: the mount daemon shows as pfs in ps and top (it was
+// "exe", the name of the /proc/self/exe it is started as).
+func TestDaemonName(t *testing.T) {
+	_, store := mountPfs(t)
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", daemonPid(t, store)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(comm)); got != "pfs" {
+		t.Errorf("daemon's name: %q, want pfs", got)
+	}
+}
+
 // TestMountErrors checks the mountpoint checks of pfs mount.
 func TestMountErrors(t *testing.T) {
 	dir := t.TempDir()

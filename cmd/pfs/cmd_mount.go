@@ -113,6 +113,7 @@ func runMount(ctx context.Context, g *globals, mf *mountFlags, arg string) error
 	// daemonize: "ok", or the error and its exit code.
 	notify := func(error) {}
 	if mf.notifyFD > 0 {
+		nameDaemon()
 		syscall.CloseOnExec(mf.notifyFD) // fusermount3 must not inherit it
 		w := os.NewFile(uintptr(mf.notifyFD), "notify")
 		notify = func(err error) {
@@ -128,6 +129,15 @@ func runMount(ctx context.Context, g *globals, mf *mountFlags, arg string) error
 	err = serve(ctx, g, mf, cfg, log, store, mnt, func(err error) { notify(err) })
 	notify(err) // no-op if already notified
 	return err
+}
+
+// nameDaemon names the daemon "pfs" for ps, top and the kernel's tracing:
+// started as /proc/self/exe, it was called "exe". The name is the thread
+// group leader's, which /proc/self/comm sets whichever thread writes it.
+func nameDaemon() {
+	if err := os.WriteFile("/proc/self/comm", []byte("pfs"), 0); err != nil {
+		slog.Debug("cannot name the daemon", "err", err)
+	}
 }
 
 // checkMountpoint returns the absolute mountpoint, after checking that it
