@@ -293,10 +293,17 @@ func (c *chunkCache) dropFile(ino Ino, from uint64) {
 // memory cap it holds, and on a bad part an error naming file, offset and
 // part (and marks the part corrupt).
 func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, error) {
+	data, mem, _, err := e.loadChunkMap(ctx, ino, idx, wait)
+	return data, mem, err
+}
+
+// loadChunkMap is loadChunk that also returns the chunk map the content
+// was assembled from.
+func (e *Engine) loadChunkMap(ctx context.Context, ino Ino, idx uint64, wait bool) ([]byte, int64, registry.Chunk, error) {
 	for attempt := 0; ; attempt++ {
 		data, mem, ch, err := e.loadChunkOnce(ctx, ino, idx, wait)
 		if err == nil || !errors.Is(err, chunkstore.ErrNotFound) || attempt == 3 {
-			return data, mem, err
+			return data, mem, ch, err
 		}
 		// A commit may have replaced the chunk's map and deleted the part
 		// between our read of the map and the load: only a part that is
@@ -307,7 +314,7 @@ func (e *Engine) loadChunk(ctx context.Context, ino Ino, idx uint64, wait bool) 
 			now, err = tx.GetChunk(ino, idx)
 			return err
 		}); verr != nil || sameChunk(now, ch) {
-			return nil, 0, e.reportMissing(ctx, err)
+			return nil, 0, nil, e.reportMissing(ctx, err)
 		}
 	}
 }

@@ -494,22 +494,25 @@ func (e *Engine) deleteInline(ctx context.Context, parts []*registry.Part) []*re
 // committed meanwhile (see rebase); it gives up if the chunk changed in
 // another way.
 func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
-	var before registry.Chunk
+	var n int
 	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
-		var err error
-		before, err = tx.GetChunk(ino, idx)
+		ch, err := tx.GetChunk(ino, idx)
+		n = len(ch)
 		return err
-	}); err != nil {
-		return err
+	}); err != nil || n <= maxSlices {
+		return err // compacted or rewritten since it was asked for
 	}
-	if len(before) <= maxSlices {
-		return nil
-	}
-	data, mem, err := e.loadChunk(ctx, ino, idx, true)
+	// The map compared with the one at commit is the one the content was
+	// loaded from: read apart, a truncate between the two reads could put
+	// bytes it had removed back under the file.
+	data, mem, before, err := e.loadChunkMap(ctx, ino, idx, true)
 	if err != nil {
 		return err
 	}
 	defer e.putChunkData(data, mem)
+	if len(before) <= maxSlices {
+		return nil
+	}
 	id := uuid.New()
 	part := &registry.Part{ID: id, Key: id.String(), Status: registry.PartPending, Ino: ino, Chunk: idx}
 	if err := e.reg.Grow(ctx, func(tx *registry.Tx) error { return tx.PutPart(part) }); err != nil {

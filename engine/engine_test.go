@@ -1454,3 +1454,70 @@ func TestCompactionUnderCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCompactionUnderTruncate: a truncate that cuts a chunk while it is
+// being compacted wins: the compacted part, which holds the bytes the
+// truncate removed, is not committed, and when the file grows again the
+// removed range reads as zeros.
+func TestCompactionUnderTruncate(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "db")
+	model := bytes.Repeat([]byte{'.'}, testChunk)
+	if _, err := h.WriteAt(ctx, model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const cut = testChunk / 2
+	var hooks atomic.Int32
+	hookErr := make(chan error, 1)
+	e.compactHook = func() {
+		if hooks.Add(1) != 1 {
+			return
+		}
+		// Cut the file and grow it back: the bytes past cut are zeros now.
+		clear(model[cut:])
+		small, full := uint64(cut), uint64(testChunk)
+		_, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Size: &small})
+		if err == nil {
+			_, err = e.SetAttr(ctx, h.Ino(), SetAttrIn{Size: &full})
+		}
+		hookErr <- err
+	}
+	for i := range maxSlices {
+		off := 1000 + i*(testChunk/(maxSlices+1))
+		p := []byte(fmt.Sprintf("page %d", i))
+		copy(model[off:], p)
+		if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-hookErr; err != nil {
+		t.Fatal(err)
+	}
+	for { // wait for the compaction to end
+		e.mu.Lock()
+		n := len(e.compacting)
+		e.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.cache.dropFile(h.Ino(), 0) // read from the store, not the cache
+	if got := readAll(t, h); !bytes.Equal(got, model) {
+		i := 0
+		for i < min(len(got), len(model)) && got[i] == model[i] {
+			i++
+		}
+		t.Errorf("read after compaction differs from the file's content at byte %d of %d (got %d bytes)", i, len(model), len(got))
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
