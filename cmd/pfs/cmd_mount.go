@@ -113,7 +113,7 @@ func runMount(ctx context.Context, g *globals, mf *mountFlags, arg string) error
 	// daemonize: "ok", or the error and its exit code.
 	notify := func(error) {}
 	if mf.notifyFD > 0 {
-		nameDaemon()
+		nameDaemon(log)
 		syscall.CloseOnExec(mf.notifyFD) // fusermount3 must not inherit it
 		w := os.NewFile(uintptr(mf.notifyFD), "notify")
 		notify = func(err error) {
@@ -134,9 +134,9 @@ func runMount(ctx context.Context, g *globals, mf *mountFlags, arg string) error
 // nameDaemon names the daemon "pfs" for ps, top and the kernel's tracing:
 // started as /proc/self/exe, it was called "exe". The name is the thread
 // group leader's, which /proc/self/comm sets whichever thread writes it.
-func nameDaemon() {
+func nameDaemon(log *slog.Logger) {
 	if err := os.WriteFile("/proc/self/comm", []byte("pfs"), 0); err != nil {
-		slog.Debug("cannot name the daemon", "err", err)
+		log.Debug("cannot name the daemon", "err", err)
 	}
 }
 
