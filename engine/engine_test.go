@@ -848,11 +848,10 @@ func TestConcurrentReadersUnderSmallCap(t *testing.T) {
 	}
 }
 
-// TestCompactionKeepsCachedChunk: compacting a chunk leaves its content as
-// it was, so a cached copy stays in the cache and reads go on from it
-// (a database's hot chunk used to be reloaded and re-verified whole
-// after every compaction); the data read is still the data written.
-func TestCompactionKeepsCachedChunk(t *testing.T) {
+// compactionFile creates a file whose chunk 0 is one stored part of
+// dots, and returns it with the content it should read as.
+func compactionFile(t *testing.T) (*Engine, *Handle, []byte) {
+	t.Helper()
 	ctx := context.Background()
 	e := openTest(t, t.TempDir(), 8*testChunk)
 	h := createFile(t, e, "db")
@@ -863,9 +862,17 @@ func TestCompactionKeepsCachedChunk(t *testing.T) {
 	if err := h.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	readAll(t, h) // caches the chunk; the flushes below keep it current
+	return e, h, model
+}
+
+// writePages writes and flushes maxSlices small pages into chunk 0 of h,
+// from first on every step bytes, as a database commits: each adds a
+// slice, and the last takes the chunk past maxSlices. model follows.
+func writePages(t *testing.T, h *Handle, model []byte, first, step int) {
+	t.Helper()
+	ctx := context.Background()
 	for i := range maxSlices {
-		off := i * (testChunk / maxSlices)
+		off := first + i*step
 		p := []byte(fmt.Sprintf("page %d", i))
 		copy(model[off:], p)
 		if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
@@ -875,6 +882,30 @@ func TestCompactionKeepsCachedChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// waitCompactions waits until no compaction runs.
+func waitCompactions(e *Engine) {
+	for {
+		e.mu.Lock()
+		n := len(e.compacting)
+		e.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCompactionKeepsCachedChunk: compacting a chunk leaves its content as
+// it was, so a cached copy stays in the cache and reads go on from it
+// (a database's hot chunk used to be reloaded and re-verified whole
+// after every compaction); the data read is still the data written.
+func TestCompactionKeepsCachedChunk(t *testing.T) {
+	ctx := context.Background()
+	e, h, model := compactionFile(t)
+	readAll(t, h) // caches the chunk; the flushes below keep it current
+	writePages(t, h, model, 0, testChunk/maxSlices)
 	key := cacheKey{h.Ino(), 0}
 	e.cache.mu.Lock()
 	ent := e.cache.m[key]
@@ -1375,15 +1406,7 @@ func TestNewBuffersAreMapped(t *testing.T) {
 // started while one runs, and the file reads back as written.
 func TestCompactionUnderCommits(t *testing.T) {
 	ctx := context.Background()
-	e := openTest(t, t.TempDir(), 8*testChunk)
-	h := createFile(t, e, "db")
-	model := bytes.Repeat([]byte{'.'}, testChunk)
-	if _, err := h.WriteAt(ctx, model, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, h, model := compactionFile(t)
 	var hooks atomic.Int32
 	hookErr := make(chan error, 1)
 	e.compactHook = func() {
@@ -1399,17 +1422,7 @@ func TestCompactionUnderCommits(t *testing.T) {
 		}
 		hookErr <- err
 	}
-	for i := range maxSlices {
-		off := 1000 + i*(testChunk/(maxSlices+1))
-		p := []byte(fmt.Sprintf("page %d", i))
-		copy(model[off:], p)
-		if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writePages(t, h, model, 1000, testChunk/(maxSlices+1))
 	if err := <-hookErr; err != nil {
 		t.Fatal(err)
 	}
@@ -1427,15 +1440,7 @@ func TestCompactionUnderCommits(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for { // let a second compaction, if one was started, finish
-		e.mu.Lock()
-		n := len(e.compacting)
-		e.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCompactions(e) // and a second one, if one was started
 	if n := hooks.Load(); n != 1 {
 		t.Errorf("%d compactions of the chunk ran, want 1", n)
 	}
@@ -1461,15 +1466,7 @@ func TestCompactionUnderCommits(t *testing.T) {
 // removed range reads as zeros.
 func TestCompactionUnderTruncate(t *testing.T) {
 	ctx := context.Background()
-	e := openTest(t, t.TempDir(), 8*testChunk)
-	h := createFile(t, e, "db")
-	model := bytes.Repeat([]byte{'.'}, testChunk)
-	if _, err := h.WriteAt(ctx, model, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, h, model := compactionFile(t)
 	const cut = testChunk / 2
 	var hooks atomic.Int32
 	hookErr := make(chan error, 1)
@@ -1486,29 +1483,11 @@ func TestCompactionUnderTruncate(t *testing.T) {
 		}
 		hookErr <- err
 	}
-	for i := range maxSlices {
-		off := 1000 + i*(testChunk/(maxSlices+1))
-		p := []byte(fmt.Sprintf("page %d", i))
-		copy(model[off:], p)
-		if _, err := h.WriteAt(ctx, p, int64(off)); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writePages(t, h, model, 1000, testChunk/(maxSlices+1))
 	if err := <-hookErr; err != nil {
 		t.Fatal(err)
 	}
-	for { // wait for the compaction to end
-		e.mu.Lock()
-		n := len(e.compacting)
-		e.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCompactions(e)
 	e.cache.dropFile(h.Ino(), 0) // read from the store, not the cache
 	if got := readAll(t, h); !bytes.Equal(got, model) {
 		i := 0
