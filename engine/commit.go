@@ -239,7 +239,7 @@ func (e *Engine) storeChunk(ctx context.Context, f *file, fl *flushing, prev *fl
 	f.timesIn = max(f.timesIn, mtime)
 	f.clearPendLocked(pendGen)
 	f.mu.Unlock()
-	e.deleteGarbage(ctx, garbage)
+	e.deleteObjects(ctx, garbage)
 	if compact {
 		e.startCompaction(f.ino, fl.idx)
 	}
@@ -386,10 +386,13 @@ func pruneChunk(ch registry.Chunk) (kept registry.Chunk, dropped []registry.Slic
 	return kept, dropped
 }
 
-// unref lowers the reference counts of the parts of dropped slices and
-// returns the parts that reached zero, marked deleting (in the same
-// transaction) so a crash before their objects are gone leaves them
-// collectable.
+// unref lowers the reference counts of the parts of dropped slices. A
+// part that reached zero and lives in the registry (a small part) is
+// deleted right there, in the same transaction: nothing outside the
+// registry is left to order, and a database's commits, which replace
+// small parts all the time, then cost no second transaction each. The
+// others (object parts) are returned marked deleting, so a crash before
+// their objects are gone leaves them collectable.
 func unref(tx *registry.Tx, dropped []registry.Slice) ([]*registry.Part, error) {
 	counts := map[uuid.UUID]uint32{}
 	var order []uuid.UUID
@@ -408,24 +411,42 @@ func unref(tx *registry.Tx, dropped []registry.Slice) ([]*registry.Part, error) 
 		if err != nil {
 			return nil, err
 		}
-		if p.Refs <= counts[id] {
-			p.Refs = 0
-			p.Status = registry.PartDeleting
-			garbage = append(garbage, p)
-		} else {
+		if p.Refs > counts[id] {
 			p.Refs -= counts[id]
+			if err := tx.PutPart(p); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		switch err := tx.DeleteBlob(p.Key); {
+		case err == nil:
+			if err := tx.RemovePart(p); err != nil {
+				return nil, err
+			}
+			continue
+		case !errors.Is(err, registry.ErrNotFound):
+			return nil, err
+		}
+		p.Refs = 0
+		p.Status = registry.PartDeleting
 		if err := tx.PutPart(p); err != nil {
 			return nil, err
 		}
+		garbage = append(garbage, p)
 	}
 	return garbage, nil
 }
 
-// deleteGarbage deletes the objects of unreferenced parts, then their
-// records. Failures are left for the next mount's collection.
+// deleteGarbage deletes unreferenced parts found in the registry (by the
+// collection at mount and by fsck), small and object parts alike.
 func (e *Engine) deleteGarbage(ctx context.Context, parts []*registry.Part) {
-	parts = e.deleteInline(ctx, parts)
+	e.deleteObjects(ctx, e.deleteInline(ctx, parts))
+}
+
+// deleteObjects deletes the objects of unreferenced object parts (as unref
+// returns them), then their records. Failures are left for the next
+// mount's collection.
+func (e *Engine) deleteObjects(ctx context.Context, parts []*registry.Part) {
 	if len(parts) == 0 {
 		return
 	}
@@ -558,7 +579,7 @@ func (e *Engine) compact(ctx context.Context, ino Ino, idx uint64) error {
 	// copy stay as they are: a database compacting its hot chunk would
 	// otherwise reload and re-verify it right after. A load that read the
 	// old map and meets a deleted part retries (loadChunk).
-	e.deleteGarbage(ctx, garbage)
+	e.deleteObjects(ctx, garbage)
 	return nil
 }
 
@@ -673,7 +694,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 	if err != nil {
 		return fmt.Errorf("truncate ino %d to %d: %w", ino, size, err)
 	}
-	e.deleteGarbage(ctx, garbage)
+	e.deleteObjects(ctx, garbage)
 	for more {
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			var err error
@@ -683,7 +704,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 		if err != nil {
 			return fmt.Errorf("truncate ino %d to %d: %w", ino, size, err)
 		}
-		e.deleteGarbage(ctx, garbage)
+		e.deleteObjects(ctx, garbage)
 	}
 	return nil
 }
@@ -732,7 +753,7 @@ func (e *Engine) purge(ctx context.Context, ino Ino) error {
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("delete ino %d: %w", ino, err)
 		}
-		e.deleteGarbage(ctx, garbage)
+		e.deleteObjects(ctx, garbage)
 		if !more {
 			e.cache.dropFile(ino, 0)
 			return nil

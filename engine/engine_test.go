@@ -1029,6 +1029,78 @@ func TestCloseCommitsOnce(t *testing.T) {
 	}
 }
 
+// TestSmallPartsFreedInCommit: a small part that loses its last slice is
+// deleted in the transaction that drops the slice (a database's commits
+// replace small parts all the time): an overwrite costs one commit, an
+// unlink two (the name, then the data), and neither leaves the part's
+// record or bytes behind.
+func TestSmallPartsFreedInCommit(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "f")
+	parts := func() []registry.Slice {
+		t.Helper()
+		var ch registry.Chunk
+		if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+			var err error
+			ch, err = tx.GetChunk(h.Ino(), 0)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	gone := func(what string, ss []registry.Slice) {
+		t.Helper()
+		if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+			for _, s := range ss {
+				if _, err := tx.GetPart(s.Part); !errors.Is(err, registry.ErrNotFound) {
+					t.Errorf("%s: part %s: record still there (err %v)", what, s.Part, err)
+				}
+				if _, ok, err := tx.HasBlob(s.Part.String()); err != nil || ok {
+					t.Errorf("%s: part %s: bytes still there (err %v)", what, s.Part, err)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.WriteAt(ctx, []byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := parts()
+	if _, err := h.WriteAt(ctx, []byte("HELLO"), 0); err != nil {
+		t.Fatal(err)
+	}
+	before := e.reg.Commits()
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Commits() - before; n != 1 {
+		t.Errorf("an overwrite's flush made %d registry commits, want 1", n)
+	}
+	gone("overwritten", first)
+	if got := readAll(t, h); string(got) != "HELLO" {
+		t.Errorf("read %q, want HELLO", got)
+	}
+	second := parts()
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before = e.reg.Commits()
+	if err := e.Unlink(ctx, RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Commits() - before; n != 2 {
+		t.Errorf("unlinking a closed small file made %d registry commits, want 2", n)
+	}
+	gone("unlinked", second)
+}
+
 // TestCorruptInlinePartIsEIO: a part kept in the registry is verified like
 // an object when the chunk's read brings its bytes along: a changed byte
 // is ErrChecksum for that chunk only, and the part is marked corrupt.

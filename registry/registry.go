@@ -10,6 +10,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,7 +109,7 @@ type Registry struct {
 	commits atomic.Uint64
 	syncMu  sync.Mutex // serializes syncs; protects synced and wals
 	synced  uint64
-	wals    map[string]*os.File // open memtable logs, for syncWAL
+	wals    map[string]*walFile // open memtable logs, for syncWAL
 
 	// Values at or above valueThreshold go to Badger's value log instead
 	// of the LSM tree; pfs never writes one (inline parts are at most
@@ -154,7 +157,7 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
 	}
 	r := &Registry{db: db, inMemory: opts.InMemory, readOnly: opts.ReadOnly, dir: opts.Dir, minFree: opts.MinFree,
-		wals: map[string]*os.File{}, valueThreshold: bopts.ValueThreshold}
+		wals: map[string]*walFile{}, valueThreshold: bopts.ValueThreshold}
 	if err := r.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
@@ -287,8 +290,8 @@ func checkVersion(tx *Tx) error {
 // Close closes the registry; committed transactions are durable after it.
 func (r *Registry) Close() error {
 	r.syncMu.Lock()
-	for name, f := range r.wals {
-		f.Close()
+	for name, w := range r.wals {
+		w.f.Close()
 		delete(r.wals, name)
 	}
 	r.syncMu.Unlock()
@@ -328,18 +331,68 @@ func (r *Registry) Sync() error {
 	return nil
 }
 
-// syncWAL fdatasyncs every memtable log (Badger's NNNNN.mem files) and
-// returns their names. Badger's own Sync also syncs the value log, which
-// pfs leaves empty: on ext4 that fsync of an unchanged file still flushes
-// the disk's cache, half of every fsync's cost (0.4 of 1.2 ms). It also
-// syncs only the active memtable's log, while a commit may sit in one
-// that was just rotated out and is not in a level-0 table yet: syncing
-// every log there is covers that too. A commit that returned is in one
-// of the logs listed after it, since Badger creates a log before writing
-// to it; a log deleted meanwhile was flushed into a synced table. Caller
-// holds syncMu.
+// syncWAL fdatasyncs the memtable logs (Badger's NNNNN.mem files) that
+// may hold unsynced commits and returns their names. Badger's own Sync
+// also syncs the value log, which pfs leaves empty: on ext4 that fsync of
+// an unchanged file still flushes the disk's cache, half of every fsync's
+// cost (0.4 of 1.2 ms). It also syncs only the active memtable's log,
+// while a commit may sit in one that was just rotated out and is not in a
+// level-0 table yet: syncing every log there is covers that too. A commit
+// that returned is in one of the logs listed after it, since Badger
+// creates a log before writing to it; a log deleted meanwhile was flushed
+// into a synced table. Badger writes only to the newest log, so an older
+// one synced after a newer one was listed is complete on disk, and is not
+// synced (and the disk's cache not flushed for it) again. Caller holds
+// syncMu.
 func (r *Registry) syncWAL() ([]string, error) {
-	d, err := os.Open(r.dir)
+	names, err := memLogs(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var synced []string
+	live := map[string]bool{}
+	for i, name := range names {
+		live[name] = true
+		w := r.wals[name]
+		if w == nil {
+			f, err := os.Open(filepath.Join(r.dir, name))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // flushed into a table and removed since the listing
+			} else if err != nil {
+				return nil, err
+			}
+			w = &walFile{f: f}
+			r.wals[name] = w
+		}
+		if w.sealed {
+			continue
+		}
+		if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		w.sealed = i < len(names)-1
+		synced = append(synced, name)
+	}
+	for name, w := range r.wals {
+		if !live[name] {
+			w.f.Close()
+			delete(r.wals, name)
+		}
+	}
+	return synced, nil
+}
+
+// walFile is an open memtable log. sealed: a newer log existed when it
+// was last synced, so it has no more writes to sync.
+type walFile struct {
+	f      *os.File
+	sealed bool
+}
+
+// memLogs lists the memtable logs in dir, oldest first. Badger numbers
+// them in the order it creates them.
+func memLogs(dir string) ([]string, error) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -348,34 +401,28 @@ func (r *Registry) syncWAL() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var synced []string
-	live := map[string]bool{}
+	type memLog struct {
+		name string
+		fid  uint64
+	}
+	var logs []memLog
 	for _, name := range names {
-		if !strings.HasSuffix(name, ".mem") {
+		num, ok := strings.CutSuffix(name, ".mem")
+		if !ok {
 			continue
 		}
-		live[name] = true
-		f := r.wals[name]
-		if f == nil {
-			if f, err = os.Open(filepath.Join(r.dir, name)); errors.Is(err, fs.ErrNotExist) {
-				continue // flushed into a table and removed since the listing
-			} else if err != nil {
-				return nil, err
-			}
-			r.wals[name] = f
+		fid, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("memtable log %s: unexpected name", name)
 		}
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		synced = append(synced, name)
+		logs = append(logs, memLog{name, fid})
 	}
-	for name, f := range r.wals {
-		if !live[name] {
-			f.Close()
-			delete(r.wals, name)
-		}
+	slices.SortFunc(logs, func(a, b memLog) int { return cmp.Compare(a.fid, b.fid) })
+	out := make([]string, len(logs))
+	for i, l := range logs {
+		out[i] = l.name
 	}
-	return synced, nil
+	return out, nil
 }
 
 // View runs fn in a read-only transaction that sees a consistent snapshot.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -447,5 +448,55 @@ func TestSyncCoversCommits(t *testing.T) {
 	}
 	if err := r.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSyncWALSealed: a memtable log synced while a newer one exists takes
+// no more writes (Badger writes only to the newest), so later syncs skip
+// it instead of paying the disk's cache flush again; logs are ordered by
+// number, not name, and a log that is gone is forgotten.
+func TestSyncWALSealed(t *testing.T) {
+	dir := t.TempDir()
+	r := &Registry{dir: dir, wals: map[string]*walFile{}}
+	defer func() {
+		for _, w := range r.wals {
+			w.f.Close()
+		}
+	}()
+	touch := func(name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("log"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(want ...string) {
+		t.Helper()
+		got, err := r.syncWAL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("synced %q, want %q", got, want)
+		}
+	}
+	touch("99999.mem")
+	touch("MANIFEST")
+	step("99999.mem")
+	step("99999.mem") // still the newest: it may have taken writes since
+	touch("100000.mem")
+	step("99999.mem", "100000.mem") // writes before the rotation
+	step("100000.mem")
+	touch("100001.mem")
+	if err := os.Remove(filepath.Join(dir, "99999.mem")); err != nil {
+		t.Fatal(err)
+	}
+	step("100000.mem", "100001.mem")
+	if _, ok := r.wals["99999.mem"]; ok {
+		t.Error("a removed log is still held open")
+	}
+	step("100001.mem")
+	touch("junk.mem")
+	if _, err := r.syncWAL(); err == nil {
+		t.Error("a .mem file with no log number was taken for a log")
 	}
 }

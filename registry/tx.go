@@ -408,6 +408,21 @@ func (tx *Tx) DeletePart(id uuid.UUID) error {
 	return nil
 }
 
+// RemovePart deletes p's record, as read in this transaction, like
+// DeletePart, but deletes the garbage index key only when p's status put
+// one there: a part's removal from a chunk map then costs as many writes
+// as its update, which keeps the bound on a transaction's writes.
+func (tx *Tx) RemovePart(p *Part) error {
+	err := tx.delete(partKey(p.ID))
+	if err == nil && (p.Status == PartPending || p.Status == PartDeleting) {
+		err = tx.delete(garbageKey(p.ID))
+	}
+	if err != nil {
+		return fmt.Errorf("remove part %s: %w", p.ID, err)
+	}
+	return nil
+}
+
 // Parts calls fn for each part, in ID byte order.
 func (tx *Tx) Parts(fn func(*Part) error) error {
 	prefix := []byte{prefixPart}
