@@ -135,10 +135,9 @@ func Mount(e *engine.Engine, mountpoint string, opts Options) (*Server, error) {
 		ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 
 		// pfs is the only writer of its store, and every change to a
-		// file's bytes goes through this mount's page cache (truncate,
-		// fallocate and copy_file_range drop the pages they change), so
-		// the kernel need not drop a file's cached pages whenever its
-		// mtime moves. With that automatic invalidation, a database
+		// file's bytes goes through this mount's page cache (the kernel
+		// drops the pages a truncate cuts itself), so it need not drop a
+		// file's cached pages whenever its mtime moves. With that automatic invalidation, a database
 		// lost its cached pages at every commit (its own writes move the
 		// mtime) and read them back through the daemon.
 		ExplicitDataCacheControl: true,
