@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -756,5 +757,26 @@ func TestPosixInProcess(t *testing.T) {
 			mountStore(t, store, mnt)
 			fn(t, mnt)
 		})
+	}
+}
+
+// TestSpareProc: a mount leaves the Go runtime a P more than go-fuse has
+// /dev/fuse readers (withSpareProc), never fewer Ps than the process
+// started with, and a second mount does not raise it again.
+func TestSpareProc(t *testing.T) {
+	for i := range 2 {
+		dir := t.TempDir()
+		mnt := filepath.Join(dir, "mnt")
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		m := mountStore(t, filepath.Join(dir, "store"), mnt)
+		readers := fuseReaders(procsBase())
+		got := runtime.GOMAXPROCS(0)
+		if want := max(procsBase(), readers+1); got != want {
+			t.Errorf("mount %d: GOMAXPROCS %d with %d fuse readers (started with %d), want %d", i, got, readers, procsBase(), want)
+		}
+		mustWrite(t, filepath.Join(mnt, "f"), []byte("x"), 0o644)
+		m.unmount()
 	}
 }
