@@ -50,6 +50,17 @@ func createFile(t *testing.T, e *Engine, name string) *Handle {
 	return h
 }
 
+// commitsOf runs fn, failing the test on its error, and returns how many
+// registry commits it made.
+func commitsOf(t *testing.T, e *Engine, fn func() error) uint64 {
+	t.Helper()
+	before := e.reg.Commits()
+	if err := fn(); err != nil {
+		t.Fatal(err)
+	}
+	return e.reg.Commits() - before
+}
+
 func readAll(t *testing.T, h *Handle) []byte {
 	t.Helper()
 	buf := make([]byte, h.Size()+10)
@@ -1003,11 +1014,7 @@ func TestCloseCommitsOnce(t *testing.T) {
 	if _, err := h.WriteAt(ctx, []byte("hello"), 0); err != nil {
 		t.Fatal(err)
 	}
-	before := e.reg.Commits()
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Commits() - before; n != 1 {
+	if n := commitsOf(t, e, func() error { return h.Flush(ctx) }); n != 1 {
 		t.Errorf("flush of one written chunk made %d registry commits, want 1", n)
 	}
 	h.f.mu.Lock()
@@ -1020,11 +1027,7 @@ func TestCloseCommitsOnce(t *testing.T) {
 	if a.Mtime < mtime || a.Ctime < mtime {
 		t.Errorf("stored mtime %d ctime %d, before the write's %d", a.Mtime, a.Ctime, mtime)
 	}
-	before = e.reg.Commits()
-	if err := h.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Commits() - before; n != 0 {
+	if n := commitsOf(t, e, func() error { return h.Release(ctx) }); n != 0 {
 		t.Errorf("close with nothing new made %d registry commits, want 0", n)
 	}
 }
@@ -1076,11 +1079,7 @@ func TestSmallPartsFreedInCommit(t *testing.T) {
 	if _, err := h.WriteAt(ctx, []byte("HELLO"), 0); err != nil {
 		t.Fatal(err)
 	}
-	before := e.reg.Commits()
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Commits() - before; n != 1 {
+	if n := commitsOf(t, e, func() error { return h.Flush(ctx) }); n != 1 {
 		t.Errorf("an overwrite's flush made %d registry commits, want 1", n)
 	}
 	gone("overwritten", first)
@@ -1091,11 +1090,7 @@ func TestSmallPartsFreedInCommit(t *testing.T) {
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before = e.reg.Commits()
-	if err := e.Unlink(ctx, RootIno, "f"); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.reg.Commits() - before; n != 2 {
+	if n := commitsOf(t, e, func() error { return e.Unlink(ctx, RootIno, "f") }); n != 2 {
 		t.Errorf("unlinking a closed small file made %d registry commits, want 2", n)
 	}
 	gone("unlinked", second)

@@ -200,7 +200,7 @@ var procsBase = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
 // untarring the Go tree: daemon CPU 14.4-15.6 -> 11.2-12.7 s, context
 // switches -25 %, 16-17 s -> 13-14 s; two spare Ps did worse than one.
 // Every mount of a process sizes from the GOMAXPROCS it started with.
-func withSpareProc[T any](newServer func() (T, error)) (T, error) {
+func withSpareProc(newServer func() (*fuse.Server, error)) (*fuse.Server, error) {
 	base := procsBase()
 	runtime.GOMAXPROCS(base)
 	defer runtime.GOMAXPROCS(max(base, fuseReaders(base)+1))
