@@ -46,12 +46,7 @@ func (e *Engine) writable() error {
 }
 
 func (e *Engine) getInode(ctx context.Context, ino Ino) (*registry.Inode, error) {
-	var in *registry.Inode
-	err := e.reg.View(ctx, func(tx *registry.Tx) error {
-		var err error
-		in, err = tx.GetInode(ino)
-		return err
-	})
+	in, err := e.reg.Inode(ctx, ino)
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}

@@ -117,6 +117,10 @@ type Registry struct {
 	// unless one was written.
 	valueThreshold int64
 	vlogUsed       atomic.Bool
+
+	inodes *inodeCache // see Inode
+
+	roomUntil atomic.Int64 // see Room; unix nanoseconds
 }
 
 // Open opens (creating if needed) the registry described by opts. A new
@@ -157,7 +161,7 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
 	}
 	r := &Registry{db: db, inMemory: opts.InMemory, readOnly: opts.ReadOnly, dir: opts.Dir, minFree: opts.MinFree,
-		wals: map[string]*walFile{}, valueThreshold: bopts.ValueThreshold}
+		wals: map[string]*walFile{}, valueThreshold: bopts.ValueThreshold, inodes: newInodeCache()}
 	if err := r.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
@@ -462,16 +466,29 @@ func (r *Registry) Grow(ctx context.Context, fn func(*Tx) error) error {
 // transaction must also go through a lock of their own check Room first
 // and then Update.
 func (r *Registry) Room() error {
-	if r.minFree > 0 && !r.inMemory {
-		var st unix.Statfs_t
-		if err := unix.Statfs(r.dir, &st); err == nil {
-			if free := int64(st.Bavail) * st.Bsize; free < r.minFree {
-				return fmt.Errorf("registry: %d bytes free, %d kept for deletes: %w", free, r.minFree, ErrNoSpace)
-			}
+	if r.minFree <= 0 || r.inMemory || time.Now().UnixNano() < r.roomUntil.Load() {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.dir, &st); err == nil {
+		free := int64(st.Bavail) * st.Bsize
+		if free < r.minFree {
+			return fmt.Errorf("registry: %d bytes free, %d kept for deletes: %w", free, r.minFree, ErrNoSpace)
+		}
+		if free-r.minFree >= roomSlack {
+			r.roomUntil.Store(time.Now().Add(roomTTL).UnixNano())
 		}
 	}
 	return nil
 }
+
+// With roomSlack bytes free above MinFree, Room trusts its last statfs for
+// roomTTL: no writer fills that much in that time, and a statfs for each
+// small file's commit was 5 % of an untar's commit time.
+const (
+	roomSlack = 256 << 20
+	roomTTL   = 100 * time.Millisecond
+)
 
 // Update runs fn in a read-write transaction and commits it. If the commit
 // conflicts with a concurrent transaction, Update runs fn again in a new
@@ -512,10 +529,13 @@ func (r *Registry) Update(ctx context.Context, fn func(*Tx) error) error {
 func (r *Registry) try(fn func(*Tx) error) error {
 	txn := r.db.NewTransaction(true)
 	defer txn.Discard()
-	if err := fn(&Tx{txn: txn, update: true, r: r}); err != nil {
+	tx := &Tx{txn: txn, update: true, r: r}
+	if err := fn(tx); err != nil {
 		return err
 	}
 	err := txn.Commit()
+	// Even a failed commit may have written: drop what it touched.
+	r.inodes.drop(tx.wroteInodes)
 	if err == nil {
 		r.commits.Add(1)
 		return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 )
 
 func TestReopen(t *testing.T) {
@@ -347,6 +348,31 @@ func TestGrowMinFree(t *testing.T) {
 	r.minFree = 1
 	if err := r.Grow(ctx, func(tx *Tx) error { return tx.PutDirent(RootIno, Dirent{Name: "g", Ino: 3}) }); err != nil {
 		t.Fatalf("Grow with room: %v", err)
+	}
+}
+
+// TestRoomNearFull: Room may reuse a recent statfs only while the disk has
+// far more room than MinFree; near MinFree it asks the disk every time.
+func TestRoomNearFull(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir, MinFree: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	r.minFree = max(free-roomSlack/2, 1) // near full: less than roomSlack left
+	r.roomUntil.Store(0)                 // forget what Open may have learnt
+	if err := r.Room(); err != nil {
+		t.Fatalf("Room with %d bytes above MinFree: %v", free-r.minFree, err)
+	}
+	r.minFree = 1 << 62 // the disk filled up meanwhile
+	if err := r.Room(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Room near MinFree answered from its last statfs: %v, want ErrNoSpace", err)
 	}
 }
 
