@@ -46,7 +46,12 @@ func (e *Engine) writable() error {
 }
 
 func (e *Engine) getInode(ctx context.Context, ino Ino) (*registry.Inode, error) {
-	in, err := e.reg.Inode(ctx, ino)
+	var in *registry.Inode
+	err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		var err error
+		in, err = tx.GetInode(ino)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}

@@ -18,8 +18,6 @@ type Tx struct {
 	txn    *badger.Txn
 	update bool
 	r      *Registry // nil in views
-
-	wroteInodes []Ino // for the inode cache to drop after the commit
 }
 
 // get calls fn with the value of key. Badger owns the value only during
@@ -145,7 +143,6 @@ func (tx *Tx) GetInode(ino Ino) (*Inode, error) {
 // PutInode creates or replaces inode in.Ino, and keeps the orphan index
 // in step with in.Status.
 func (tx *Tx) PutInode(in *Inode) error {
-	tx.wroteInodes = append(tx.wroteInodes, in.Ino)
 	err := tx.set(inodeKey(in.Ino), encodeInode(in))
 	if err == nil {
 		err = tx.setIndex(orphanKey(in.Ino), in.Status == StatusDeleting)
@@ -160,7 +157,6 @@ func (tx *Tx) PutInode(in *Inode) error {
 // index key. It does not delete chunk maps: the caller deletes those with
 // PutChunk, in batches. Deleting a missing inode is not an error.
 func (tx *Tx) DeleteInode(ino Ino) error {
-	tx.wroteInodes = append(tx.wroteInodes, ino)
 	var keys [][]byte
 	prefix := xattrPrefix(ino)
 	err := tx.scan(prefix, prefix, false, func(item *badger.Item) error {
