@@ -361,6 +361,49 @@ func TestUnlinkOpenFile(t *testing.T) {
 	}
 }
 
+// TestUnlinkClosedFiles: unlinking a closed file deletes its data and its
+// inode: a file of up to removeChunks chunks in the unlink's own
+// transaction (plus one dropping the records of deleted object parts), a
+// bigger one in more transactions after it. Nothing is left for fsck.
+func TestUnlinkClosedFiles(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	for _, c := range []struct {
+		size    int
+		commits uint64
+	}{
+		{1000, 1},                             // a small part, kept in the registry
+		{removeChunks*testChunk - 100, 2},     // object parts: their records go after the objects
+		{(removeChunks+3)*testChunk - 100, 3}, // a bigger file is purged apart
+	} {
+		name := fmt.Sprint("f", c.size)
+		h := createFile(t, e, name)
+		if _, err := h.WriteAt(ctx, bytes.Repeat([]byte("y"), c.size), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ino := h.Ino()
+		if n := commitsOf(t, e, func() error { return e.Unlink(ctx, RootIno, name) }); n != c.commits {
+			t.Errorf("%d bytes: unlink made %d registry commits, want %d", c.size, n, c.commits)
+		}
+		if _, err := e.GetAttr(ctx, ino); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%d bytes: inode after unlink: %v, want ErrNotFound", c.size, err)
+		}
+		left := 0
+		if err := e.cs.Backend().List(ctx, func(string, int64) error { left++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("%d bytes: %d parts left after unlink", c.size, left)
+		}
+	}
+	if rep, err := e.Fsck(ctx, FsckOptions{}); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("fsck after the unlinks: %+v %v", rep, err)
+	}
+}
+
 func TestNamespace(t *testing.T) {
 	ctx := context.Background()
 	e := openTest(t, t.TempDir(), 8*testChunk)
@@ -1090,8 +1133,8 @@ func TestSmallPartsFreedInCommit(t *testing.T) {
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := commitsOf(t, e, func() error { return e.Unlink(ctx, RootIno, "f") }); n != 2 {
-		t.Errorf("unlinking a closed small file made %d registry commits, want 2", n)
+	if n := commitsOf(t, e, func() error { return e.Unlink(ctx, RootIno, "f") }); n != 1 {
+		t.Errorf("unlinking a closed small file made %d registry commits, want 1 (the purge rides in the unlink's)", n)
 	}
 	gone("unlinked", second)
 }

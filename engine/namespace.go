@@ -276,9 +276,11 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 	}
 	now := time.Now().UnixNano()
 	var victim Ino
-	purge := false
+	var garbage []*registry.Part
+	purge, purged := false, false
 	unlock := e.lockCommits(parent)
 	err := e.reg.Update(ctx, func(tx *registry.Tx) error {
+		garbage, purge, purged = nil, false, false
 		d, err := tx.Lookup(parent, name)
 		if err != nil {
 			return err
@@ -318,18 +320,49 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 			return err
 		}
 		victim = child.Ino
-		purge, err = dropLink(tx, child, now)
-		return err
+		if purge, err = dropLink(tx, child, now); err != nil || !purge {
+			return err
+		}
+		// The last link of a file nothing holds goes with its data in
+		// this transaction (sqlite's journal: one commit fewer per
+		// transaction). A file some handle holds, or one of many chunks,
+		// is purged apart: at its last Release, or by purge after this
+		// commit.
+		if e.openFile(victim) != nil {
+			return nil
+		}
+		n := 0
+		if err := tx.Chunks(victim, 0, func(uint64, registry.Chunk) error {
+			if n++; n > removeChunks {
+				return registry.ErrStop
+			}
+			return nil
+		}); err != nil || n > removeChunks {
+			return err
+		}
+		if garbage, _, err = deleteChunks(tx, victim, 0, removeChunks); err != nil {
+			return err
+		}
+		purged = true
+		return tx.DeleteInode(victim)
 	})
 	unlock()
 	if err != nil {
 		return fmt.Errorf("remove %q in %d: %w", name, parent, err)
 	}
-	if purge {
+	e.deleteObjects(ctx, garbage)
+	switch {
+	case purged:
+		e.cache.dropFile(victim, 0)
+	case purge:
 		return e.purgeIfUnlinked(ctx, victim)
 	}
 	return nil
 }
+
+// removeChunks bounds the chunk maps an unlink deletes in its own
+// transaction (see chunkBatch); a bigger file is purged after it.
+const removeChunks = 8
 
 // Rename moves parent/name to newParent/newName in one transaction,
 // replacing the target if it exists (and is compatible), as rename(2).
