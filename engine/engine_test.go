@@ -1346,6 +1346,63 @@ func TestStampMatchesGetAttr(t *testing.T) {
 // close make one registry commit, and the stored inode has them all.
 // Later changes win over earlier ones also when they race with a commit,
 // and a write after a utimens, or a truncate, sets the mtime again.
+// TestNoopChownOfOpenFile: a chown or chmod that changes nothing, on an
+// open file with nothing buffered (sqlite's fchown of each new journal, as
+// root), makes no commit of its own: its ctime rides the next commit. One
+// that changes something still commits at once.
+func TestNoopChownOfOpenFile(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	h := createFile(t, e, "journal")
+	a, err := e.GetAttr(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, mode := a.Uid, a.Gid, a.Mode&07777
+	if n := commitsOf(t, e, func() error {
+		_, err := e.SetAttr(ctx, h.Ino(), SetAttrIn{Uid: &uid, Gid: &gid})
+		return err
+	}); n != 0 {
+		t.Errorf("a chown to the same owner of an open file made %d commits, want 0", n)
+	}
+	got, err := e.GetAttr(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ctime <= a.Ctime {
+		t.Errorf("ctime after the chown %d, want after %d", got.Ctime, a.Ctime)
+	}
+	if _, err := h.WriteAt(ctx, []byte("page"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := commitsOf(t, e, func() error { return h.Fsync(ctx) }); n != 1 {
+		t.Errorf("fsync after the chown made %d commits, want 1 (data and ctime together)", n)
+	}
+	stored, err := e.getInode(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Ctime < got.Ctime {
+		t.Errorf("stored ctime %d, want at least the chown's %d", stored.Ctime, got.Ctime)
+	}
+	other, newMode := uid+1, mode^0o004
+	for _, in := range []SetAttrIn{{Uid: &other}, {Mode: &newMode}} {
+		if n := commitsOf(t, e, func() error { _, err := e.SetAttr(ctx, h.Ino(), in); return err }); n != 1 {
+			t.Errorf("a setattr %+v that changes the file made %d commits, want 1", in, n)
+		}
+	}
+	stored, err = e.getInode(ctx, h.Ino())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Uid != other || stored.Mode&07777 != newMode {
+		t.Errorf("stored uid %d mode %o, want %d %o", stored.Uid, stored.Mode&07777, other, newMode)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAttrsRideWithTheWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

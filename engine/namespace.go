@@ -650,12 +650,28 @@ func (e *Engine) SetAttr(ctx context.Context, ino Ino, in SetAttrIn) (*Attr, err
 // GetAttr and Lookup show them (withOpenState). It reports false when
 // nothing is waiting for a commit: the caller commits the change itself,
 // and no commit in flight can carry older changes over it.
+//
+// A chown or chmod that changes nothing, which sqlite makes as root on every
+// journal it creates, is deferred even then: all it changes is ctime, which
+// the file's next commit carries (at the latest its close's; a crash of the
+// daemon before that keeps the older ctime).
 func (e *Engine) deferAttrs(ctx context.Context, f *file, in SetAttrIn, ctime int64) (*Attr, bool, error) {
 	f.mu.Lock()
-	if len(f.dirty) == 0 && len(f.inflight) == 0 && f.pend.empty() {
-		f.mu.Unlock()
-		return nil, false, nil
+	idle := len(f.dirty) == 0 && len(f.inflight) == 0 && f.pend.empty()
+	f.mu.Unlock()
+	if idle {
+		if in.Atime != nil || in.Mtime != nil || in.Ctime != nil || in.Mode == nil && in.Uid == nil && in.Gid == nil {
+			return nil, false, nil
+		}
+		a, err := e.GetAttr(ctx, f.ino)
+		if err != nil {
+			return nil, false, err
+		}
+		if in.Mode != nil && *in.Mode&07777 != a.Mode&07777 || in.Uid != nil && *in.Uid != a.Uid || in.Gid != nil && *in.Gid != a.Gid {
+			return nil, false, nil
+		}
 	}
+	f.mu.Lock()
 	p := &f.pend
 	if in.Mode != nil {
 		m := *in.Mode & 07777
