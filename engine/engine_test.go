@@ -1340,12 +1340,6 @@ func TestStampMatchesGetAttr(t *testing.T) {
 	}
 }
 
-// TestAttrsRideWithTheWrites: chmod, chown and utimens of a file with
-// buffered writes (what tar and rsync -a do before each close) are shown
-// at once and committed with the writes: write, three setattrs and the
-// close make one registry commit, and the stored inode has them all.
-// Later changes win over earlier ones also when they race with a commit,
-// and a write after a utimens, or a truncate, sets the mtime again.
 // TestNoopChownOfOpenFile: a chown or chmod that changes nothing, on an
 // open file with nothing buffered (sqlite's fchown of each new journal, as
 // root), makes no commit of its own: its ctime rides the next commit. One
@@ -1403,6 +1397,12 @@ func TestNoopChownOfOpenFile(t *testing.T) {
 	}
 }
 
+// TestAttrsRideWithTheWrites: chmod, chown and utimens of a file with
+// buffered writes (what tar and rsync -a do before each close) are shown
+// at once and committed with the writes: write, three setattrs and the
+// close make one registry commit, and the stored inode has them all.
+// Later changes win over earlier ones also when they race with a commit,
+// and a write after a utimens, or a truncate, sets the mtime again.
 func TestAttrsRideWithTheWrites(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
