@@ -712,27 +712,41 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 // deleteChunks deletes up to limit chunk maps of ino from index from on,
 // unreferencing their parts. more says whether chunks remain.
 func deleteChunks(tx *registry.Tx, ino Ino, from uint64, limit int) (garbage []*registry.Part, more bool, err error) {
-	var idxs []uint64
-	var dropped []registry.Slice
+	idxs, dropped, more, err := chunksOf(tx, ino, from, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	garbage, err = dropChunks(tx, ino, idxs, dropped)
+	return garbage, more, err
+}
+
+// chunksOf returns the indexes of up to limit chunk maps of ino from index
+// from on, and their slices; more says whether chunks remain.
+func chunksOf(tx *registry.Tx, ino Ino, from uint64, limit int) (idxs []uint64, slices []registry.Slice, more bool, err error) {
 	err = tx.Chunks(ino, from, func(idx uint64, ch registry.Chunk) error {
 		if len(idxs) == limit {
 			more = true
 			return registry.ErrStop
 		}
 		idxs = append(idxs, idx)
-		dropped = append(dropped, ch...)
+		slices = append(slices, ch...)
 		return nil
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
+	return idxs, slices, more, nil
+}
+
+// dropChunks deletes the chunk maps idxs of ino and unreferences slices,
+// their slices (as chunksOf returns them).
+func dropChunks(tx *registry.Tx, ino Ino, idxs []uint64, slices []registry.Slice) ([]*registry.Part, error) {
 	for _, idx := range idxs {
 		if err := tx.PutChunk(ino, idx, nil); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
-	garbage, err = unref(tx, dropped)
-	return garbage, more, err
+	return unref(tx, slices)
 }
 
 // purge deletes an unlinked inode's data and record. It runs when the last

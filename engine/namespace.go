@@ -331,16 +331,11 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 		if e.openFile(victim) != nil {
 			return nil
 		}
-		n := 0
-		if err := tx.Chunks(victim, 0, func(uint64, registry.Chunk) error {
-			if n++; n > removeChunks {
-				return registry.ErrStop
-			}
-			return nil
-		}); err != nil || n > removeChunks {
+		idxs, slices, more, err := chunksOf(tx, victim, 0, removeChunks)
+		if err != nil || more {
 			return err
 		}
-		if garbage, _, err = deleteChunks(tx, victim, 0, removeChunks); err != nil {
+		if garbage, err = dropChunks(tx, victim, idxs, slices); err != nil {
 			return err
 		}
 		purged = true
@@ -659,14 +654,19 @@ func (e *Engine) deferAttrs(ctx context.Context, f *file, in SetAttrIn, ctime in
 	f.mu.Lock()
 	idle := len(f.dirty) == 0 && len(f.inflight) == 0 && f.pend.empty()
 	f.mu.Unlock()
+	// stored: the registry's inode, read once for the comparison and the
+	// reply.
+	var stored *registry.Inode
 	if idle {
 		if in.Atime != nil || in.Mtime != nil || in.Ctime != nil || in.Mode == nil && in.Uid == nil && in.Gid == nil {
 			return nil, false, nil
 		}
-		a, err := e.GetAttr(ctx, f.ino)
-		if err != nil {
-			return nil, false, err
+		var err error
+		if stored, err = e.getInode(ctx, f.ino); err != nil {
+			return nil, false, fmt.Errorf("setattr %d: %w", f.ino, err)
 		}
+		cp := *stored
+		a := e.withOpenState(&cp)
 		if in.Mode != nil && *in.Mode&07777 != a.Mode&07777 || in.Uid != nil && *in.Uid != a.Uid || in.Gid != nil && *in.Gid != a.Gid {
 			return nil, false, nil
 		}
@@ -699,11 +699,13 @@ func (e *Engine) deferAttrs(ctx context.Context, f *file, in SetAttrIn, ctime in
 	}
 	f.pendGen++
 	f.mu.Unlock()
-	a, err := e.getInode(ctx, f.ino)
-	if err != nil {
-		return nil, true, fmt.Errorf("setattr %d: %w", f.ino, err)
+	if stored == nil {
+		var err error
+		if stored, err = e.getInode(ctx, f.ino); err != nil {
+			return nil, true, fmt.Errorf("setattr %d: %w", f.ino, err)
+		}
 	}
-	return e.withOpenState(a), true, nil
+	return e.withOpenState(stored), true, nil
 }
 
 // holdOpen returns ino's file state with a reference (release with
