@@ -295,7 +295,7 @@ func TestCorruptPartIsEIONotBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := parts[1].Key
-	obj := filepath.Join(dir, "objects", key[:2], key[2:4], key)
+	obj := filepath.Join(dir, "objects", key[:2], key)
 	b, err := os.ReadFile(obj)
 	if err != nil {
 		t.Fatal(err)

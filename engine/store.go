@@ -20,8 +20,12 @@ import (
 	"github.com/pfs-project/pfs/registry"
 )
 
-// FormatVersion is the store layout this build reads and writes.
-const FormatVersion = 1
+// FormatVersion is the store layout this build writes; it reads this and
+// every older one. Version 2 keeps a local backend's objects in one level
+// of fan-out directories, made with the store, instead of two (version 1),
+// so saving an object in a new store does not make a directory first; a
+// pfs that knows only version 1 would not find them, and refuses the store.
+const FormatVersion = 2
 
 // Names inside a store directory.
 const (
@@ -373,7 +377,11 @@ func (e *Engine) Format() Format { return e.format }
 // openBackend opens where the store's parts live.
 func openBackend(ctx context.Context, dir string, f Format, reserve int64) (backend.Backend, error) {
 	if f.Backend == "local" {
-		be, err := local.New(filepath.Join(dir, objectsDir))
+		layout := local.OneLevel
+		if f.Version == 1 {
+			layout = local.TwoLevel
+		}
+		be, err := local.New(filepath.Join(dir, objectsDir), layout)
 		if err != nil {
 			return nil, fmt.Errorf("store %s: objects: %w", dir, err)
 		}

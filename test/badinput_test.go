@@ -61,7 +61,7 @@ func TestBadInputStore(t *testing.T) {
 			return d
 		}, false, []string{"not a pfs store", "no pfs store there"}},
 		{"format version 99", withFormat(`{"version": 99, "chunk_size": 4194304, "compression": "none", "backend": "local"}`), true,
-			[]string{"format version 99; this pfs reads up to version 1: upgrade pfs"}},
+			[]string{"format version 99; this pfs reads up to version 2: upgrade pfs"}},
 		{"a garbage format.json", withFormat("\x00\x01garbage{{{"), true, []string{"format.json is damaged"}},
 		{"an empty format.json", withFormat(""), true, []string{"format.json is damaged"}},
 		{"format.json with chunk size 3", withFormat(`{"version": 1, "chunk_size": 3, "compression": "none", "backend": "local"}`), true,

@@ -269,9 +269,10 @@ func lsStatus(t *testing.T, store string) map[string]string {
 	return m
 }
 
-// objectPath is where the local backend keeps the object of part key.
+// objectPath is where the local backend keeps the object of part key in a
+// store of the current format (one level of fan-out).
 func objectPath(store, key string) string {
-	return filepath.Join(store, "objects", key[0:2], key[2:4], key)
+	return filepath.Join(store, "objects", key[0:2], key)
 }
 
 // preadFile opens path afresh and reads n bytes at off; it returns what

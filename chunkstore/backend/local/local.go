@@ -1,13 +1,19 @@
 // Package local stores objects as files in a directory on a local
 // filesystem.
 //
-// An object with key k lives at dir/k[0:2]/k[2:4]/k, so no directory holds
-// more than a small share of the objects. Save writes a temp file next to the
-// final name, fsyncs it, renames it into place and fsyncs the directory, so
-// a saved object is durable and a reader sees the old object or the new one,
-// never a mix. Temp files are named ".tmp-<key>-<random>"; keys never contain
-// '.', so temp files cannot be mistaken for objects. Those left by a crash are
-// ignored by List and removed by CleanTemp, which New calls.
+// An object with key k lives in a fan-out directory named after the key's
+// first characters, so no directory holds more than a small share of the
+// objects: dir/k[0:2]/k in the one-level layout, dir/k[0:2]/k[2:4]/k in the
+// two-level layout of older stores. The one-level layout's 256 directories
+// are made when the backend is opened, so a Save never makes a directory
+// (and fsyncs its parent): in the two-level layout a new store makes one
+// for nearly each of its first objects. Save writes a temp file next to
+// the final name, fsyncs it, renames it into place and fsyncs the
+// directory, so a saved object is durable and a reader sees the old
+// object or the new one, never a mix. Temp files are named
+// ".tmp-<key>-<random>"; keys never contain '.', so temp files cannot be
+// mistaken for objects. Those left by a crash are ignored by List and
+// removed by CleanTemp, which New calls.
 package local
 
 import (
@@ -36,9 +42,20 @@ const (
 	dirMode    = 0o700 // files get os.CreateTemp's 0600
 )
 
+// Layout is how object files are spread over fan-out directories.
+type Layout int
+
+const (
+	// OneLevel keeps an object with key k at dir/k[0:2]/k.
+	OneLevel Layout = 1
+	// TwoLevel keeps it at dir/k[0:2]/k[2:4]/k (stores of format 1).
+	TwoLevel Layout = 2
+)
+
 // Local is a backend storing objects as files under one directory.
 type Local struct {
-	dir string
+	dir    string
+	levels int // fan-out directories between dir and an object: 1 or 2
 
 	// saving is held for reading by every Save while its temp file exists,
 	// and for writing by CleanTemp, so CleanTemp never removes the temp
@@ -47,8 +64,8 @@ type Local struct {
 
 	reserve int64 // free bytes Save leaves on the filesystem; see SetReserve
 
-	// made holds the fan-out directories (key[0:4]) known to exist, so a
-	// Save does not try two mkdirs first. A directory removed behind our
+	// made holds the fan-out directories (key[0:2*levels]) known to
+	// exist, so a Save does not try mkdirs first. A directory removed behind our
 	// back is created again when the temp file cannot be created in it.
 	made sync.Map
 }
@@ -59,10 +76,14 @@ type Local struct {
 // Call it before the first Save.
 func (l *Local) SetReserve(n int64) { l.reserve = n }
 
-// New returns a backend storing objects under dir, which is created (mode
-// 0700) if it does not exist. Temp files left by an earlier crash are
-// removed.
-func New(dir string) (*Local, error) {
+// New returns a backend storing objects under dir in the given layout;
+// dir is created (mode 0700) if it does not exist, and so are the
+// one-level layout's fan-out directories. Temp files left by an earlier
+// crash are removed.
+func New(dir string, layout Layout) (*Local, error) {
+	if layout != OneLevel && layout != TwoLevel {
+		return nil, fmt.Errorf("local: unknown layout %d", layout)
+	}
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, dirMode); err != nil {
 			return nil, fmt.Errorf("local: %w", err)
@@ -71,11 +92,40 @@ func New(dir string) (*Local, error) {
 			return nil, fmt.Errorf("local: %w", err)
 		}
 	}
-	l := &Local{dir: dir}
+	l := &Local{dir: dir, levels: int(layout)}
+	if layout == OneLevel {
+		if err := l.makeFanOut(); err != nil {
+			return nil, fmt.Errorf("local: %w", noSpace(err))
+		}
+	}
 	if err := l.CleanTemp(); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// makeFanOut makes the 256 directories of the one-level layout that do not
+// exist yet, with one fsync of dir for all of them. On a read-only
+// filesystem, where nothing can be saved, it makes none.
+func (l *Local) makeFanOut() error {
+	made := false
+	for i := range 256 {
+		name := fmt.Sprintf("%02x", i)
+		err := os.Mkdir(filepath.Join(l.dir, name), dirMode)
+		switch {
+		case err == nil:
+			made = true
+		case errors.Is(err, syscall.EROFS):
+			return nil
+		case !errors.Is(err, fs.ErrExist):
+			return err
+		}
+		l.made.Store(name, struct{}{})
+	}
+	if made {
+		return syncDir(l.dir)
+	}
+	return nil
 }
 
 // checkKey rejects keys that cannot be fanned out or that could name
@@ -90,7 +140,19 @@ func checkKey(op, key string) error {
 
 // path returns the file name of the object with a valid key.
 func (l *Local) path(key string) string {
+	if l.levels == 1 {
+		return filepath.Join(l.dir, key[0:2], key)
+	}
 	return filepath.Join(l.dir, key[0:2], key[2:4], key)
+}
+
+// fanOut returns the names of the fan-out directories of a valid key,
+// outermost first.
+func (l *Local) fanOut(key string) []string {
+	if l.levels == 1 {
+		return []string{key[0:2]}
+	}
+	return []string{key[0:2], key[2:4]}
 }
 
 // Save implements backend.Backend.
@@ -116,7 +178,7 @@ func (l *Local) Save(ctx context.Context, key string, data []byte) error {
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+key+"-*") // O_EXCL, mode 0600
 	if errors.Is(err, fs.ErrNotExist) {
-		l.made.Delete(key[0:4])
+		l.made.Delete(key[:2*l.levels])
 		if err = l.mkdirs(key); err == nil {
 			f, err = os.CreateTemp(dir, tempPrefix+key+"-*")
 		}
@@ -161,14 +223,14 @@ func writeSync(f *os.File, data []byte) error {
 	return err
 }
 
-// mkdirs creates the two fan-out directories of key if needed, fsyncing
-// each parent in which it created one.
+// mkdirs creates the fan-out directories of key if needed, fsyncing each
+// parent in which it created one.
 func (l *Local) mkdirs(key string) error {
-	if _, ok := l.made.Load(key[0:4]); ok {
+	if _, ok := l.made.Load(key[:2*l.levels]); ok {
 		return nil
 	}
 	parent := l.dir
-	for _, name := range []string{key[0:2], key[2:4]} {
+	for _, name := range l.fanOut(key) {
 		dir := filepath.Join(parent, name)
 		err := os.Mkdir(dir, dirMode)
 		switch {
@@ -181,7 +243,7 @@ func (l *Local) mkdirs(key string) error {
 		}
 		parent = dir
 	}
-	l.made.Store(key[0:4], struct{}{})
+	l.made.Store(key[:2*l.levels], struct{}{})
 	return nil
 }
 
@@ -332,39 +394,31 @@ func (l *Local) CleanTemp() error {
 	})
 }
 
-// walk calls fn for every entry of every second-level fan-out directory.
-// Entries of other shapes in the upper levels are skipped.
+// walk calls fn for every entry of every innermost fan-out directory.
+// Entries of other shapes in the outer levels are skipped.
 func (l *Local) walk(ctx context.Context, fn func(dir string, e fs.DirEntry) error) error {
-	tops, err := os.ReadDir(l.dir)
+	return l.walkLevel(ctx, l.dir, l.levels, fn)
+}
+
+// walkLevel walks dir, which has levels fan-out levels below it.
+func (l *Local) walkLevel(ctx context.Context, dir string, levels int, fn func(dir string, e fs.DirEntry) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("local: list: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("local: list: %w", err)
 	}
-	for _, top := range tops {
-		if !top.IsDir() || len(top.Name()) != 2 {
-			continue
+	for _, e := range entries {
+		var err error
+		switch {
+		case levels == 0:
+			err = fn(dir, e)
+		case e.IsDir() && len(e.Name()) == 2:
+			err = l.walkLevel(ctx, filepath.Join(dir, e.Name()), levels-1, fn)
 		}
-		topDir := filepath.Join(l.dir, top.Name())
-		subs, err := os.ReadDir(topDir)
 		if err != nil {
-			return fmt.Errorf("local: list: %w", err)
-		}
-		for _, sub := range subs {
-			if !sub.IsDir() || len(sub.Name()) != 2 {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("local: list: %w", err)
-			}
-			dir := filepath.Join(topDir, sub.Name())
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				return fmt.Errorf("local: list: %w", err)
-			}
-			for _, e := range entries {
-				if err := fn(dir, e); err != nil {
-					return err
-				}
-			}
+			return err
 		}
 	}
 	return nil

@@ -16,13 +16,28 @@ import (
 	"github.com/pfs-project/pfs/chunkstore/backend/local"
 )
 
-func TestBackend(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backend.Backend { return newLocal(t, t.TempDir()) })
+// layouts are the two ways objects are laid out, with where each puts
+// the object of a key.
+var layouts = []struct {
+	name   string
+	layout local.Layout
+	path   func(dir, key string) string
+}{
+	{"one-level", local.OneLevel, func(dir, key string) string { return filepath.Join(dir, key[0:2], key) }},
+	{"two-level", local.TwoLevel, func(dir, key string) string { return filepath.Join(dir, key[0:2], key[2:4], key) }},
 }
 
-func newLocal(t *testing.T, dir string) *local.Local {
+func TestBackend(t *testing.T) {
+	for _, lo := range layouts {
+		t.Run(lo.name, func(t *testing.T) {
+			backendtest.Run(t, func(t *testing.T) backend.Backend { return newLocal(t, t.TempDir(), lo.layout) })
+		})
+	}
+}
+
+func newLocal(t *testing.T, dir string, layout local.Layout) *local.Local {
 	t.Helper()
-	l, err := local.New(dir)
+	l, err := local.New(dir, layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,45 +45,104 @@ func newLocal(t *testing.T, dir string) *local.Local {
 }
 
 func TestLayoutAndModes(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	l := newLocal(t, dir)
-	key := backendtest.NewKey()
-	if err := l.Save(context.Background(), key, []byte("hello")); err != nil {
-		t.Fatal(err)
+	for _, lo := range layouts {
+		t.Run(lo.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			l := newLocal(t, dir, lo.layout)
+			key := backendtest.NewKey()
+			if err := l.Save(context.Background(), key, []byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			obj := lo.path(dir, key)
+			want := map[string]fs.FileMode{obj: 0o600}
+			for p := filepath.Dir(obj); len(p) >= len(dir); p = filepath.Dir(p) {
+				want[p] = fs.ModeDir | 0o700 // the fan-out directories and dir
+			}
+			for p, mode := range want {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode() != mode {
+					t.Errorf("%s: mode %v, want %v", p, fi.Mode(), mode)
+				}
+			}
+			got, err := os.ReadFile(obj)
+			if err != nil || string(got) != "hello" {
+				t.Errorf("object file holds %q, %v", got, err)
+			}
+		})
 	}
-	for _, c := range []struct {
-		path string
-		mode fs.FileMode
-	}{
-		{dir, fs.ModeDir | 0o700},
-		{filepath.Join(dir, key[0:2]), fs.ModeDir | 0o700},
-		{filepath.Join(dir, key[0:2], key[2:4]), fs.ModeDir | 0o700},
-		{filepath.Join(dir, key[0:2], key[2:4], key), 0o600},
-	} {
-		fi, err := os.Stat(c.path)
+}
+
+// TestOneLevelFanOutMadeAtOpen: the one-level layout's 256 directories
+// exist once New returns, so saving objects makes no directory; New makes
+// again the ones that went missing.
+func TestOneLevelFanOutMadeAtOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "objects")
+	l := newLocal(t, dir, local.OneLevel)
+	dirs := func() []string {
+		t.Helper()
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode() != c.mode {
-			t.Errorf("%s: mode %v, want %v", c.path, fi.Mode(), c.mode)
+		var names []string
+		for _, e := range entries {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
+		}
+		return names
+	}
+	before := dirs()
+	if len(before) != 256 || before[0] != "00" || before[255] != "ff" {
+		t.Fatalf("after New: %d fan-out directories (%v...), want 00 to ff", len(before), before[:min(len(before), 3)])
+	}
+	for range 50 {
+		key := backendtest.NewKey()
+		if err := l.Save(ctx, key, []byte(key)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, key[0:2], key)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	got, err := os.ReadFile(filepath.Join(dir, key[0:2], key[2:4], key))
-	if err != nil || string(got) != "hello" {
-		t.Errorf("object file holds %q, %v", got, err)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && strings.Count(strings.TrimPrefix(p, dir), "/") > 1 {
+			t.Errorf("Save made a directory below the fan-out: %s", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "7f")); err != nil {
+		t.Fatal(err)
+	}
+	newLocal(t, dir, local.OneLevel)
+	if got := dirs(); len(got) != 256 {
+		t.Errorf("after a fan-out directory went missing, New left %d, want 256", len(got))
 	}
 }
 
 func TestTempFiles(t *testing.T) {
+	for _, lo := range layouts {
+		t.Run(lo.name, func(t *testing.T) { testTempFiles(t, lo.layout, lo.path) })
+	}
+}
+
+func testTempFiles(t *testing.T, layout local.Layout, path func(dir, key string) string) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := newLocal(t, dir)
+	l := newLocal(t, dir, layout)
 	key := backendtest.NewKey()
 	if err := l.Save(ctx, key, []byte("object")); err != nil {
 		t.Fatal(err)
 	}
 	// What a crash in the middle of Save leaves behind.
-	fanout := filepath.Join(dir, key[0:2], key[2:4])
+	fanout := filepath.Dir(path(dir, key))
 	tmp := filepath.Join(fanout, ".tmp-"+key+"-123456")
 	if err := os.WriteFile(tmp, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
@@ -101,7 +175,7 @@ func TestTempFiles(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	newLocal(t, dir)
+	newLocal(t, dir, layout)
 	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("temp file survived New: %v", err)
 	}
@@ -113,7 +187,11 @@ func TestTempFiles(t *testing.T) {
 func TestInvalidKeys(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := newLocal(t, dir)
+	l := newLocal(t, dir, local.OneLevel)
+	before, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, key := range []string{"", ".", "..", "abc", "ab/cd", "../../etc", "abcd/..", "ab..cd", "ab.c", "abcd\x00", "/abcd"} {
 		if err := l.Save(ctx, key, []byte("x")); !errors.Is(err, backend.ErrInvalidKey) {
 			t.Errorf("Save(%q) = %v, want ErrInvalidKey", key, err)
@@ -132,8 +210,8 @@ func TestInvalidKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 0 {
-		t.Errorf("invalid keys created %d entries in %s", len(entries), dir)
+	if len(entries) != len(before) {
+		t.Errorf("invalid keys created %d entries in %s", len(entries)-len(before), dir)
 	}
 }
 
@@ -150,7 +228,7 @@ func TestNoSpace(t *testing.T) {
 			t.Errorf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
-	l := newLocal(t, mnt)
+	l := newLocal(t, mnt, local.OneLevel)
 
 	small := backendtest.NewKey()
 	if err := l.Save(ctx, small, []byte("fits")); err != nil {
@@ -188,7 +266,7 @@ func TestNoSpace(t *testing.T) {
 func TestReserve(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := newLocal(t, dir)
+	l := newLocal(t, dir, local.OneLevel)
 	_, free, err := l.Usage(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -211,9 +289,15 @@ func TestReserve(t *testing.T) {
 // directories exist; one removed meanwhile (by hand, by a cleanup) is made
 // again rather than failing the save.
 func TestFanOutDirRemovedBehindItsBack(t *testing.T) {
+	for _, lo := range layouts {
+		t.Run(lo.name, func(t *testing.T) { testFanOutDirRemoved(t, lo.layout) })
+	}
+}
+
+func testFanOutDirRemoved(t *testing.T, layout local.Layout) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := newLocal(t, dir)
+	l := newLocal(t, dir, layout)
 	first := backendtest.NewKey()
 	if err := l.Save(ctx, first, []byte("one")); err != nil {
 		t.Fatal(err)
