@@ -212,6 +212,13 @@ func (opts Options) badgerOptions() (badger.Options, error) {
 		// cache it.
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
+		// Close merges the level-0 tables into level 1, so a new mount
+		// starts with none: compacting them there made the first reads of
+		// the next mount (a cold tar of the tree just extracted) compete
+		// with the compaction for the CPU and search more tables (tar of
+		// the Go tree cold 7.19 -> 6.88 s, median of three interleaved;
+		// the unmount took 0.43 s instead of 0.14).
+		WithCompactL0OnClose(true).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
 		WithNumCompactors(2).

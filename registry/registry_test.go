@@ -526,3 +526,46 @@ func TestSyncWALSealed(t *testing.T) {
 		t.Error("a .mem file with no log number was taken for a log")
 	}
 }
+
+// TestCloseCompactsLevelZero: a registry reopened after Close has no
+// level-0 tables, though its last memtable was flushed into one at Close.
+func TestCloseCompactsLevelZero(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir, MemoryBudget: MinMemoryBudget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 4<<10) // 64 KiB
+	for i := range 64 {                                     // 4 MiB, memtables of 1 MiB
+		update(t, r, func(tx *Tx) error { return tx.PutBlob(fmt.Sprintf("blob-%d", i), blob) })
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(Options{Dir: dir, MemoryBudget: MinMemoryBudget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tables := 0
+	for _, l := range r.db.Levels() {
+		if l.Level == 0 {
+			tables = l.NumTables
+		}
+	}
+	if tables != 0 {
+		t.Errorf("%d level-0 tables after reopening, want 0", tables)
+	}
+	view(t, r, func(tx *Tx) error {
+		for i := range 64 {
+			got, err := tx.GetBlob(fmt.Sprintf("blob-%d", i))
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, blob) {
+				return fmt.Errorf("blob-%d differs", i)
+			}
+		}
+		return nil
+	})
+}
