@@ -34,9 +34,6 @@ type cacheEntry struct {
 	elem  *list.Element // in lru when ready and unpinned-evictable
 	gone  bool          // removed from the map; free when unpinned
 	seq   int           // bytes of data sequential readers have copied out
-	// streamed: in lru at the evicting end, as a chunk sequential readers
-	// have read all of; its mem counts in chunkCache.streamed.
-	streamed bool
 }
 
 // chunkCache holds recently read chunks under the memory cap. It gives
@@ -45,32 +42,13 @@ type cacheEntry struct {
 type chunkCache struct {
 	e *Engine
 
-	// streamLimit bounds streamed: see recycleStreamed.
-	streamLimit int64
-
-	mu       sync.Mutex // protects the following
-	m        map[cacheKey]*cacheEntry
-	lru      *list.List // front = most recently unpinned; ready, unpinned entries only
-	streamed int64      // bytes of the streamed entries in lru
+	mu  sync.Mutex // protects the following
+	m   map[cacheKey]*cacheEntry
+	lru *list.List // front = most recently unpinned; ready, unpinned entries only
 }
 
 func newChunkCache(e *Engine) *chunkCache {
-	return &chunkCache{
-		e:           e,
-		streamLimit: max(e.chunkSize, e.mem.Size()/16),
-		m:           map[cacheKey]*cacheEntry{},
-		lru:         list.New(),
-	}
-}
-
-// unlistLocked takes ent out of lru. Caller holds c.mu.
-func (c *chunkCache) unlistLocked(ent *cacheEntry) {
-	c.lru.Remove(ent.elem)
-	ent.elem = nil
-	if ent.streamed {
-		c.streamed -= ent.mem
-		ent.streamed = false
-	}
+	return &chunkCache{e: e, m: map[cacheKey]*cacheEntry{}, lru: list.New()}
 }
 
 // get returns the chunk pinned; the caller must unpin it.
@@ -84,10 +62,8 @@ func (c *chunkCache) get(ctx context.Context, ino Ino, idx uint64, tag cacheTag)
 			// nobody is copying out of, and the last unpin puts it back.
 			ent.pins++
 			if ent.elem != nil {
-				if ent.streamed {
-					ent.seq = 0 // read again: streamed once it is read through again
-				}
-				c.unlistLocked(ent)
+				c.lru.Remove(ent.elem)
+				ent.elem = nil
 			}
 			c.mu.Unlock()
 			select {
@@ -168,18 +144,16 @@ func (c *chunkCache) unpin(ent *cacheEntry) { c.release(ent, 0) }
 // a sequential read. Once sequential reads have taken as many bytes as the
 // chunk holds, the chunk goes to the evicting end of the LRU list rather
 // than the front: a file streamed through the cache then pushes out its own
-// chunks first, not the ones random readers come back to. Up to
-// streamLimit of such chunks stay cached (see recycleStreamed): the
-// kernel's page cache has their pages, but not always all of them (on the
-// benchmark's VM a reclaimer pages out single pages of files read seconds
-// ago), and a page the kernel asks for again would otherwise cost loading
-// and verifying the whole part.
+// chunks first, not the ones random readers come back to. It stays cached
+// until memory is needed: the kernel's page cache has its pages, but not
+// always all of them (on the benchmark's VM a reclaimer pages out single
+// pages of files read seconds ago), and a page the kernel asks for again
+// would otherwise cost loading and verifying the whole part.
 func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	c.mu.Lock()
 	ent.pins--
 	ent.seq += seq
 	var free *cacheEntry
-	over := false
 	if ent.pins == 0 {
 		select {
 		case <-ent.ready:
@@ -189,9 +163,6 @@ func (c *chunkCache) release(ent *cacheEntry, seq int) {
 			case ent.elem != nil:
 			case ent.seq > 0 && ent.seq >= len(ent.data):
 				ent.elem = c.lru.PushBack(ent)
-				ent.streamed = true
-				c.streamed += ent.mem
-				over = c.streamed > c.streamLimit
 			default:
 				ent.elem = c.lru.PushFront(ent)
 			}
@@ -201,9 +172,6 @@ func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	c.mu.Unlock()
 	if free != nil {
 		c.free(free)
-	}
-	if over {
-		c.recycleStreamed()
 	}
 	if c.e.mem.Waiting() {
 		c.evict(c.e.chunkSize)
@@ -218,7 +186,8 @@ func (c *chunkCache) removeLocked(ent *cacheEntry) {
 	}
 	ent.gone = true
 	if ent.elem != nil {
-		c.unlistLocked(ent)
+		c.lru.Remove(ent.elem)
+		ent.elem = nil
 		if ent.pins == 0 {
 			go c.free(ent) // free takes Memory's lock; not under c.mu
 		}
@@ -244,7 +213,8 @@ func (c *chunkCache) evict(need int64) int64 {
 			break
 		}
 		ent := back.Value.(*cacheEntry)
-		c.unlistLocked(ent)
+		c.lru.Remove(back)
+		ent.elem = nil
 		if c.m[ent.key] == ent {
 			delete(c.m, ent.key)
 		}
@@ -257,38 +227,6 @@ func (c *chunkCache) evict(need int64) int64 {
 		c.free(ent)
 	}
 	return freed
-}
-
-// recycleStreamed frees streamed chunks past streamLimit, the most recently
-// streamed first, so that the chunks loaded after them reuse their buffers
-// instead of growing the cache into memory the process never touched. On
-// the VMs pfs is benchmarked on, the first touch of such memory costs
-// 15-20 µs per page, whether it is mapped by a page fault or by
-// MADV_POPULATE_WRITE (measured): a cold 2 GiB read that let its chunks
-// fill the 1 GiB cap spent 4 of its 9 s of CPU on it, as much as on the
-// MD5s. The kernel's page cache holds a streamed file's pages; the chunks
-// kept serve the pages it lets go, and the oldest are kept, whose pages
-// the kernel is likelier to have let go.
-func (c *chunkCache) recycleStreamed() {
-	var victims []*cacheEntry
-	c.mu.Lock()
-	for c.streamed > c.streamLimit {
-		back := c.lru.Back()
-		if back == nil || !back.Value.(*cacheEntry).streamed {
-			break // not reached: streamed entries are pushed to the back
-		}
-		ent := back.Value.(*cacheEntry)
-		c.unlistLocked(ent)
-		if c.m[ent.key] == ent {
-			delete(c.m, ent.key)
-		}
-		ent.gone = true
-		victims = append(victims, ent)
-	}
-	c.mu.Unlock()
-	for _, ent := range victims {
-		c.free(ent)
-	}
 }
 
 // apply writes the ranges of dc (clipped at clip) that a flush just

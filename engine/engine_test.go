@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1263,71 +1262,6 @@ func TestStreamedChunksEvictedFirst(t *testing.T) {
 		if err := h.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// TestStreamedChunksBounded: a file read sequentially keeps at most
-// streamLimit of its chunks cached after they were read, the oldest ones,
-// and loads the next into their buffers instead of taking the rest of the
-// cap: the cache does not grow with the file.
-func TestStreamedChunksBounded(t *testing.T) {
-	ctx := context.Background()
-	e := openTest(t, t.TempDir(), 32*testChunk)
-	content := make([]byte, 40*testChunk+999)
-	rng := rand.New(rand.NewPCG(7, 7))
-	for i := range content {
-		content[i] = byte(rng.Uint32())
-	}
-	h := createFile(t, e, "stream")
-	if _, err := h.WriteAt(ctx, content, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e.cache.evict(e.mem.Size())
-	limit := e.cache.streamLimit
-	if limit != 2*testChunk {
-		t.Fatalf("stream limit %d, want a sixteenth of the cap (%d)", limit, 2*testChunk)
-	}
-	window := int64(8) // readAhead's with this cap
-	for pass := range 2 {
-		var peak int64
-		buf := make([]byte, 32<<10)
-		for off := 0; off < len(content); off += len(buf) {
-			n, err := h.ReadAt(ctx, buf, int64(off))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(buf[:n], content[off:off+n]) {
-				t.Fatalf("pass %d: differs at %d+%d", pass, off, n)
-			}
-			peak = max(peak, e.mem.Used())
-		}
-		waitCacheIdle(t, e)
-		if want := limit + (window+2)*testChunk; peak > want {
-			t.Errorf("pass %d: the cache grew to %d bytes while streaming, want at most %d (the kept chunks, read-ahead and the chunk being read)", pass, peak, want)
-		}
-		e.cache.mu.Lock()
-		if e.cache.streamed > limit {
-			t.Errorf("pass %d: %d bytes of streamed chunks kept, want at most %d", pass, e.cache.streamed, limit)
-		}
-		var kept []uint64
-		for k, ent := range e.cache.m {
-			// The 999-byte tail chunk has a buffer of its size and is not
-			// counted here.
-			if k.ino == h.Ino() && ent.data != nil && k.idx < 40 {
-				kept = append(kept, k.idx)
-			}
-		}
-		e.cache.mu.Unlock()
-		slices.Sort(kept)
-		if !slices.Equal(kept, []uint64{0, 1}) {
-			t.Errorf("pass %d: chunks %v kept, want the first two", pass, kept)
-		}
-	}
-	if err := h.Release(ctx); err != nil {
-		t.Fatal(err)
 	}
 }
 
