@@ -113,8 +113,8 @@ func TestObjectLayoutByFormat(t *testing.T) {
 	}
 }
 
-// makeOldStore makes an empty store in dir as a pfs of format version
-// would have: its format.json says so, and objects/ is empty.
+// makeOldStore makes an empty store in dir as a pfs writing that format
+// version would have: its format.json says so, and objects/ is empty.
 func makeOldStore(t *testing.T, dir string, version int) {
 	t.Helper()
 	e := openTest(t, dir, 8*testChunk)

@@ -65,8 +65,9 @@ type Local struct {
 	reserve int64 // free bytes Save leaves on the filesystem; see SetReserve
 
 	// made holds the fan-out directories (key[0:2*levels]) known to
-	// exist, so a Save does not try mkdirs first. A directory removed behind our
-	// back is created again when the temp file cannot be created in it.
+	// exist, so a Save does not try mkdirs first. A directory removed
+	// behind our back is created again when the temp file cannot be
+	// created in it.
 	made sync.Map
 }
 
