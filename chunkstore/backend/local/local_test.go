@@ -118,7 +118,7 @@ func TestOneLevelFanOutMadeAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, "7f")); err != nil {
+	if err := os.RemoveAll(filepath.Join(dir, "7f")); err != nil {
 		t.Fatal(err)
 	}
 	newLocal(t, dir, local.OneLevel)
