@@ -147,15 +147,6 @@ func (l *Local) path(key string) string {
 	return filepath.Join(l.dir, key[0:2], key[2:4], key)
 }
 
-// fanOut returns the names of the fan-out directories of a valid key,
-// outermost first.
-func (l *Local) fanOut(key string) []string {
-	if l.levels == 1 {
-		return []string{key[0:2]}
-	}
-	return []string{key[0:2], key[2:4]}
-}
-
 // Save implements backend.Backend.
 func (l *Local) Save(ctx context.Context, key string, data []byte) error {
 	if err := checkKey("save", key); err != nil {
@@ -231,8 +222,8 @@ func (l *Local) mkdirs(key string) error {
 		return nil
 	}
 	parent := l.dir
-	for _, name := range l.fanOut(key) {
-		dir := filepath.Join(parent, name)
+	for i := range l.levels { // level i is named by key[2i:2i+2]
+		dir := filepath.Join(parent, key[2*i:2*i+2])
 		err := os.Mkdir(dir, dirMode)
 		switch {
 		case err == nil:
