@@ -488,6 +488,9 @@ func TestSyncWALSealed(t *testing.T) {
 		for _, w := range r.wals {
 			w.f.Close()
 		}
+		if r.logDir != nil {
+			r.logDir.Close()
+		}
 	}()
 	touch := func(name string) {
 		t.Helper()
