@@ -1667,3 +1667,38 @@ func TestCompactionUnderTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNewInodeKnownXattrless: a new inode is known to have no extended
+// attributes, so the kernel's security.capability queries before a new
+// file's first write and chown need no registry read; an attribute set
+// later is still seen.
+func TestNewInodeKnownXattrless(t *testing.T) {
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	ctx := context.Background()
+	f, err := e.Create(ctx, RootIno, "f", 0o644, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Mkdir(ctx, RootIno, "d", 0o755, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Symlink(ctx, RootIno, "s", "f", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []*Attr{f, d, s} {
+		if _, known := e.xattrless.has(a.Ino); !known {
+			t.Errorf("new inode %d (mode %o) not known to have no xattrs", a.Ino, a.Mode)
+		}
+		if _, err := e.GetXattr(ctx, a.Ino, "security.capability"); !errors.Is(err, ErrNoAttr) {
+			t.Errorf("inode %d: security.capability: %v, want ErrNoAttr", a.Ino, err)
+		}
+	}
+	if err := e.SetXattr(ctx, f.Ino, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.GetXattr(ctx, f.Ino, "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("xattr set after create: %q %v", v, err)
+	}
+}

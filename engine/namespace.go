@@ -156,6 +156,11 @@ func (e *Engine) newInode(ctx context.Context, parent Ino, name string, in *regi
 	if err != nil {
 		return nil, fmt.Errorf("create %q in %d: %w", name, parent, err)
 	}
+	// A new inode has no extended attributes. The kernel asks for
+	// security.capability before a new file's first write and again
+	// before its chown (tar asks both for every file it extracts); known
+	// here, neither costs a registry read.
+	e.xattrless.put(in.Ino)
 	return in, nil
 }
 
@@ -853,9 +858,20 @@ func (s *inoSet) has(ino Ino) (uint64, bool) {
 func (s *inoSet) add(ino Ino, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen != s.gen {
-		return
+	if gen == s.gen {
+		s.insertLocked(ino)
 	}
+}
+
+// put adds ino whatever was removed meanwhile: for an inode nobody else
+// can know of yet, so no change to it can have raced.
+func (s *inoSet) put(ino Ino) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.insertLocked(ino)
+}
+
+func (s *inoSet) insertLocked(ino Ino) {
 	if s.m == nil || len(s.m) >= inoSetMax {
 		s.m = make(map[Ino]struct{})
 	}
