@@ -74,7 +74,7 @@ lint:
 	$(GO) vet ./...
 	@if command -v golangci-lint >/dev/null 2>&1; then golangci-lint run ./...; \
 	  else echo "lint: golangci-lint not installed; ran gofmt and go vet only"; fi
-	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run bench/run.sh; fi
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run bench/run.sh bench/fuse-latency.sh; fi
 
 # bench: pfs against the disk, go-fuse's loopback and gocryptfs
 # (bench/README.md). QUICK=1 for a short run. It prints; it never fails on
