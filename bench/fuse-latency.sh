@@ -23,11 +23,14 @@ if [ ! -d "$T/events/fuse" ]; then
 	exit 1
 fi
 out=$(mktemp)
+bufsize=$(cat "$T/buffer_size_kb")
 stop() {
 	echo 0 >"$T/tracing_on"
 	echo 0 >"$T/events/fuse/enable"
 }
-trap 'stop; rm -f "$out"' EXIT
+# Resizing empties the buffer, so the old size comes back only at exit,
+# after the trace was read.
+trap 'stop; echo "$bufsize" >"$T/buffer_size_kb"; rm -f "$out"' EXIT
 
 echo 0 >"$T/tracing_on"
 : >"$T/trace"
