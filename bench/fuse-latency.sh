@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuse-latency.sh COMMAND [ARG...]: run COMMAND with the kernel's FUSE
-# tracepoints on (fuse_request_send / fuse_request_end, Linux 6.15 and
-# later) and print, per request type, how many the kernel sent to any FUSE
+# tracepoints on (fuse_request_send / fuse_request_end, in recent kernels:
+# 6.18 has them) and print, per request type, how many the kernel sent to any FUSE
 # daemon and how long they took from send to reply. Run it on the same
 # workload against pfs and against bench/loopback to see which requests
 # pfs answers slower, and by how much in all: the sums are time a
@@ -19,7 +19,7 @@ if [ ! -d "$T/events" ]; then
 	mount -t tracefs nodev "$T" 2>/dev/null || true
 fi
 if [ ! -d "$T/events/fuse" ]; then
-	echo "fuse-latency: no FUSE tracepoints in $T/events (needs root, tracefs and Linux 6.15 or later)" >&2
+	echo "fuse-latency: no FUSE tracepoints in $T/events (needs root, tracefs and a kernel with the fuse_request_send/end tracepoints)" >&2
 	exit 1
 fi
 out=$(mktemp)
