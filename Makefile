@@ -12,7 +12,7 @@ PREFIX  ?= /usr/local
 SBINDIR ?= /sbin
 
 # Packages with unit tests; ./test/ drives the built binary and runs apart.
-UNIT_PKGS := ./registry/... ./chunkstore/... ./engine/... ./fs/... ./bench/...
+UNIT_PKGS := ./registry/... ./chunkstore/... ./engine/... ./fs/... ./internal/...
 
 .PHONY: all build deps deps-run test test-unit test-integ lint bench install uninstall run clean
 

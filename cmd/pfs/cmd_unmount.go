@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pfs-project/pfs/engine"
+	"github.com/pfs-project/pfs/internal/proc"
 )
 
 func newUnmountCmd() *cobra.Command {
@@ -173,7 +174,7 @@ func waitExit(pid, pidfd int, d time.Duration) bool {
 		}
 	}
 	for {
-		if !processAlive(pid) {
+		if !proc.Alive(pid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -181,20 +182,6 @@ func waitExit(pid, pidfd int, d time.Duration) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
 }
 
 // busyMessage names the processes that keep mnt busy: open files, working

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pfs-project/pfs/internal/proc"
 )
 
 // kind is how a system is mounted.
@@ -233,7 +234,7 @@ func (s *system) unmount(ctx context.Context, cfg config) error {
 		}
 		if err != nil {
 			_ = forceUnmount(s.mnt)
-			if pidAlive(s.pid) {
+			if proc.Alive(s.pid) {
 				_ = syscall.Kill(s.pid, syscall.SIGTERM)
 			}
 		}
@@ -275,33 +276,12 @@ func pfsPid(store string) (int, error) {
 	return pid, nil
 }
 
-// pidAlive reports whether process pid exists and has not exited. A pfs
-// daemon is not our child: once it exits, it stays a zombie until the
-// system's init reaps it, which on the Firecracker VMs these runs are made
-// on took 1.4-1.7 s (its init, process_api, reaps late), all of which
-// W3u counted as unmount time.
-func pidAlive(pid int) bool {
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false // gone between the two looks
-	}
-	// "pid (comm) S ...": the state follows the last ')', as comm may
-	// hold one.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return true
-	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
-}
-
 // waitGone waits for a process we did not start (and so cannot wait for)
-// to exit. pfs unmount already waits for its daemon; this only confirms.
+// to exit: one that exited and waits to be reaped by init counts as gone
+// (W3u once counted init's 1.4-1.7 s as unmount time). pfs unmount already
+// waits for its daemon; this only confirms.
 func waitGone(ctx context.Context, pid int) error {
-	for pidAlive(pid) {
+	for proc.Alive(pid) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("daemon %d still running: %w", pid, ctx.Err())
