@@ -409,6 +409,8 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 	// size, counted at its size: a chunk-sized one would let the cache hold
 	// only cap/chunk-size small files, and keep the heap at the memory
 	// limit, where the Go runtime collects garbage without pause.
+	// The common case: a chunk written in one go, whose part is the chunk.
+	single := len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0
 	var buf []byte
 	mem := e.chunkSize
 	switch {
@@ -421,7 +423,12 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		} else if !e.mem.TryAcquire(mem) {
 			return nil, 0, nil, errNoMemory
 		}
-		buf = make([]byte, end)
+		// A part read from the registry is already a copy of its own:
+		// it becomes the cache's buffer (below), saving an allocation
+		// and a copy of every small file read.
+		if !single || blobs[ch[0].Part] == nil {
+			buf = make([]byte, end)
+		}
 	case wait:
 		if buf, err = e.getBuf(ctx); err != nil {
 			return nil, 0, nil, err
@@ -431,9 +438,8 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			return nil, 0, nil, errNoMemory
 		}
 	}
-	if len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0 {
-		// The common case (a chunk written in one go): the part is the
-		// chunk, read straight into the cache's buffer.
+	if single {
+		// Read straight into the cache's buffer, if there is one.
 		s, p := ch[0], parts[ch[0].Part]
 		data, err := e.loadPart(ctx, p, blobs[s.Part], buf)
 		if err == nil && int(s.Len) > len(data) {
@@ -446,9 +452,16 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			}
 			return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p, err)
 		}
-		if &data[0] != &buf[0] {
-			copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
+		switch {
+		case buf == nil && len(data) == int(s.Len) && cap(data) == len(data):
+			return data, mem, ch, nil
+		case buf == nil:
+			// Counted at its slice's size, so it must be no bigger.
+			buf = make([]byte, end)
+		case &data[0] == &buf[0]:
+			return buf[:s.Len], mem, ch, nil
 		}
+		copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
 		return buf[:s.Len], mem, ch, nil
 	}
 	buf = buf[:end]

@@ -124,6 +124,8 @@ type Registry struct {
 	vlogUsed       atomic.Bool
 
 	roomUntil atomic.Int64 // see Room; unix nanoseconds
+
+	views snapshots // the read-only transaction views share (snapshot.go)
 }
 
 // Open opens (creating if needed) the registry described by opts. A new
@@ -164,8 +166,10 @@ func Open(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
 	}
 	r := &Registry{db: db, inMemory: opts.InMemory, readOnly: opts.ReadOnly, dir: opts.Dir, minFree: opts.MinFree,
-		wals: map[string]*walFile{}, valueThreshold: bopts.ValueThreshold}
+		wals: map[string]*walFile{}, valueThreshold: bopts.ValueThreshold,
+		views: snapshots{db: db}}
 	if err := r.init(); err != nil {
+		r.views.close()
 		_ = db.Close()
 		return nil, fmt.Errorf("registry: open %s: %w", where, err)
 	}
@@ -318,6 +322,7 @@ func (r *Registry) Close() error {
 		r.logDir = nil
 	}
 	r.syncMu.Unlock()
+	r.views.close()
 	if err := r.db.Close(); err != nil {
 		return fmt.Errorf("registry: close: %w", err)
 	}
@@ -461,9 +466,9 @@ func (r *Registry) View(ctx context.Context, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("registry: view: %w", err)
 	}
-	txn := r.db.NewTransaction(false)
-	defer txn.Discard()
-	return fn(&Tx{txn: txn})
+	sn := r.views.acquire()
+	defer r.views.release(sn)
+	return fn(&Tx{txn: sn.txn})
 }
 
 // DiskReserve is the free space Badger needs with a memory budget to take
@@ -559,6 +564,10 @@ func (r *Registry) try(fn func(*Tx) error) error {
 		return err
 	}
 	err := txn.Commit()
+	if !errors.Is(err, badger.ErrConflict) {
+		// A failed commit may still have written some of its entries.
+		r.views.committed()
+	}
 	if err == nil {
 		r.commits.Add(1)
 		return nil
