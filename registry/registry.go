@@ -468,7 +468,7 @@ func (r *Registry) View(ctx context.Context, fn func(*Tx) error) error {
 	}
 	sn := r.views.acquire()
 	defer r.views.release(sn)
-	return fn(&Tx{txn: sn.txn})
+	return fn(&Tx{txn: sn.txn, sn: sn})
 }
 
 // DiskReserve is the free space Badger needs with a memory budget to take

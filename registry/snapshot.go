@@ -30,6 +30,33 @@ type snapshot struct {
 	txn  *badger.Txn
 	gen  uint64
 	refs int
+
+	// inodes holds the inodes read through this snapshot, which never
+	// change: a cold tar reads each file's inode for its directory's
+	// listing, its open and its fstat. A commit retires the snapshot and
+	// them with it. Cleared when full, as reads of an inode come close
+	// together.
+	mu     sync.Mutex
+	inodes map[Ino]Inode
+}
+
+// maxMemoInodes bounds a snapshot's inodes (~100 bytes each).
+const maxMemoInodes = 8192
+
+func (sn *snapshot) inode(ino Ino) (Inode, bool) {
+	sn.mu.Lock()
+	in, ok := sn.inodes[ino]
+	sn.mu.Unlock()
+	return in, ok
+}
+
+func (sn *snapshot) keepInode(in *Inode) {
+	sn.mu.Lock()
+	if sn.inodes == nil || len(sn.inodes) >= maxMemoInodes {
+		sn.inodes = make(map[Ino]Inode)
+	}
+	sn.inodes[in.Ino] = *in
+	sn.mu.Unlock()
 }
 
 // acquire returns a snapshot taken after every commit that has returned.

@@ -13,7 +13,8 @@ import (
 
 // TestViewSeesEveryCommit has writers each read back their own commit in a
 // view at once, while readers keep shared snapshots in use: a view handed
-// a snapshot older than a commit that returned reads the previous value.
+// a snapshot older than a commit that returned, or an inode remembered
+// from one, reads the previous value.
 func TestViewSeesEveryCommit(t *testing.T) {
 	r, err := Open(Options{Dir: t.TempDir()})
 	if err != nil {
@@ -32,6 +33,11 @@ func TestViewSeesEveryCommit(t *testing.T) {
 				default:
 				}
 				if err := r.View(ctx, func(tx *Tx) error {
+					for w := range 4 {
+						if _, err := tx.GetInode(Ino(100 + w)); err != nil && !errors.Is(err, ErrNotFound) {
+							return err
+						}
+					}
 					_, err := tx.GetInode(RootIno)
 					return err
 				}); err != nil {
@@ -46,20 +52,30 @@ func TestViewSeesEveryCommit(t *testing.T) {
 			key := fmt.Sprintf("w%d", w)
 			for i := range 300 {
 				want := strconv.Itoa(i)
-				if err := r.Update(ctx, func(tx *Tx) error { return tx.PutBlob(key, []byte(want)) }); err != nil {
+				ino := Ino(100 + w)
+				if err := r.Update(ctx, func(tx *Tx) error {
+					if err := tx.PutInode(&Inode{Ino: ino, Mode: 0o100644, Nlink: 1, Size: uint64(i)}); err != nil {
+						return err
+					}
+					return tx.PutBlob(key, []byte(want))
+				}); err != nil {
 					t.Error(err)
 					return
 				}
 				var got []byte
+				var in *Inode
 				if err := r.View(ctx, func(tx *Tx) (err error) {
+					if in, err = tx.GetInode(ino); err != nil {
+						return err
+					}
 					got, err = tx.GetBlob(key)
 					return err
 				}); err != nil {
 					t.Error(err)
 					return
 				}
-				if string(got) != want {
-					t.Errorf("%s: view after commit %s read %q", key, want, got)
+				if string(got) != want || in.Size != uint64(i) {
+					t.Errorf("%s: view after commit %s read %q and size %d", key, want, got, in.Size)
 					return
 				}
 			}
@@ -126,5 +142,43 @@ func TestSnapshotLifetime(t *testing.T) {
 	r.views.release(d)
 	if discarded(d) {
 		t.Fatal("the current snapshot was discarded when its view ended")
+	}
+}
+
+// TestSnapshotInodes checks that an inode read twice through one snapshot
+// is read from Badger once, and that a caller changing the copy it got
+// does not change what the next view reads.
+func TestSnapshotInodes(t *testing.T) {
+	r, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	var first, second *Inode
+	view(t, r, func(tx *Tx) (err error) {
+		first, err = tx.GetInode(RootIno)
+		return err
+	})
+	sn := r.views.acquire()
+	defer r.views.release(sn)
+	if _, ok := sn.inode(RootIno); !ok {
+		t.Fatal("an inode read in a view is not kept with its snapshot")
+	}
+	first.Mode, first.Size = 0, 12345
+	view(t, r, func(tx *Tx) (err error) {
+		second, err = tx.GetInode(RootIno)
+		return err
+	})
+	if second.Size == 12345 || second.Mode == 0 {
+		t.Fatalf("a change to a returned inode reached the next view: %+v", second)
+	}
+	if err := r.Update(ctx, func(tx *Tx) error { return tx.PutBlob("k", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	next := r.views.acquire()
+	defer r.views.release(next)
+	if _, ok := next.inode(RootIno); ok {
+		t.Fatal("a snapshot taken after a commit starts with inodes read before it")
 	}
 }

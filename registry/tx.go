@@ -18,6 +18,7 @@ type Tx struct {
 	txn    *badger.Txn
 	update bool
 	r      *Registry // nil in views
+	sn     *snapshot // the shared snapshot of a view; nil in updates
 }
 
 // get calls fn with the value of key. Badger owns the value only during
@@ -125,6 +126,11 @@ func (tx *Tx) NextIno() (Ino, error) {
 
 // GetInode returns inode ino, or ErrNotFound.
 func (tx *Tx) GetInode(ino Ino) (*Inode, error) {
+	if tx.sn != nil {
+		if in, ok := tx.sn.inode(ino); ok {
+			return &in, nil
+		}
+	}
 	var in *Inode
 	err := tx.get(inodeKey(ino), func(v []byte) error {
 		var err error
@@ -136,6 +142,9 @@ func (tx *Tx) GetInode(ino Ino) (*Inode, error) {
 	}
 	if in.Ino != ino {
 		return nil, fmt.Errorf("get inode %d: record of inode %d: %w", ino, in.Ino, ErrCorrupt)
+	}
+	if tx.sn != nil {
+		tx.sn.keepInode(in)
 	}
 	return in, nil
 }
