@@ -405,12 +405,12 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 	for _, s := range ch {
 		end = max(end, int(s.Off+s.Len))
 	}
+	// The common case: a chunk written in one go, whose part is the chunk.
+	single := len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0
 	// A chunk with little content (a small file) gets a buffer of its
 	// size, counted at its size: a chunk-sized one would let the cache hold
 	// only cap/chunk-size small files, and keep the heap at the memory
 	// limit, where the Go runtime collects garbage without pause.
-	// The common case: a chunk written in one go, whose part is the chunk.
-	single := len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0
 	var buf []byte
 	mem := e.chunkSize
 	switch {
