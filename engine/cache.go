@@ -149,6 +149,13 @@ func (c *chunkCache) unpin(ent *cacheEntry) { c.release(ent, 0) }
 // always all of them (on the benchmark's VM a reclaimer pages out single
 // pages of files read seconds ago), and a page the kernel asks for again
 // would otherwise cost loading and verifying the whole part.
+//
+// A small chunk (a small file's, cached at its size) read through is
+// freed at once instead: loading it again costs a registry read, and
+// keeping it grew the heap by every small file read (a cold tar of the Go
+// tree cached 11 000 of them, ~150 MB of fresh pages at 5-15 µs of page
+// fault each on the benchmark's VM: tar medians 4.77 -> 4.05 s, daemon
+// CPU 4.29 -> 3.52 s, four interleaved rounds).
 func (c *chunkCache) release(ent *cacheEntry, seq int) {
 	c.mu.Lock()
 	ent.pins--
@@ -161,6 +168,12 @@ func (c *chunkCache) release(ent *cacheEntry, seq int) {
 			case ent.gone:
 				free = ent
 			case ent.elem != nil:
+			case ent.seq > 0 && ent.seq >= len(ent.data) && ent.mem < c.e.chunkSize:
+				if c.m[ent.key] == ent {
+					delete(c.m, ent.key)
+				}
+				ent.gone = true
+				free = ent
 			case ent.seq > 0 && ent.seq >= len(ent.data):
 				ent.elem = c.lru.PushBack(ent)
 			default:

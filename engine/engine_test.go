@@ -687,13 +687,16 @@ func TestSmallChunksCachedAtTheirSize(t *testing.T) {
 	if used := e.mem.Used(); used != 0 {
 		t.Fatalf("%d bytes of the cap in use before reading", used)
 	}
+	// Half of each file: a small chunk read through leaves the cache
+	// (TestSmallChunksReadThroughFreed).
 	for i, ino := range inos {
 		h, err := e.OpenFile(ctx, ino)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := readAll(t, h); !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, size)) {
-			t.Fatalf("file %d reads back wrong", i)
+		got := make([]byte, size/2)
+		if n, err := h.ReadAt(ctx, got, 0); err != nil || n != size/2 || !bytes.Equal(got, bytes.Repeat([]byte{byte(i)}, size/2)) {
+			t.Fatalf("file %d reads back wrong: %d bytes, %v", i, n, err)
 		}
 		if err := h.Release(ctx); err != nil {
 			t.Fatal(err)
@@ -704,6 +707,53 @@ func TestSmallChunksCachedAtTheirSize(t *testing.T) {
 	if used := e.mem.Used(); used != files*size {
 		t.Fatalf("cache holds %d bytes of the cap, want %d", used, files*size)
 	}
+}
+
+// TestSmallChunksReadThroughFreed checks that a small file read to its end,
+// in one read or in several, leaves the cache at once, that a chunk-sized
+// one stays, and that both read back right again.
+func TestSmallChunksReadThroughFreed(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 8*testChunk)
+	small := bytes.Repeat([]byte("s"), 3000)
+	big := bytes.Repeat([]byte("b"), testChunk)
+	var inos []Ino
+	for i, data := range [][]byte{small, small, big} {
+		h := createFile(t, e, fmt.Sprintf("f%d", i))
+		if _, err := h.WriteAt(ctx, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, h.Ino())
+	}
+	read := func(ino Ino, want []byte, pieces int) {
+		t.Helper()
+		h, err := e.OpenFile(ctx, ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Release(ctx)
+		step := len(want) / pieces
+		for off := 0; off < len(want); off += step {
+			got := make([]byte, min(step, len(want)-off))
+			if n, err := h.ReadAt(ctx, got, int64(off)); err != nil || n != len(got) || !bytes.Equal(got, want[off:off+n]) {
+				t.Fatalf("ino %d at %d: read %d bytes, %v", ino, off, n, err)
+			}
+		}
+	}
+	read(inos[0], small, 1)
+	read(inos[1], small, 3)
+	if used := e.mem.Used(); used != 0 {
+		t.Fatalf("small files read through hold %d bytes of the cap", used)
+	}
+	read(inos[2], big, 4)
+	if used := e.mem.Used(); used != testChunk {
+		t.Fatalf("a chunk-sized file read through holds %d bytes of the cap, want %d", used, testChunk)
+	}
+	read(inos[0], small, 2)
+	read(inos[2], big, 1)
 }
 
 // TestRenameOverOpenFile: a file replaced by a rename while open stays

@@ -293,7 +293,9 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 func (e *Engine) readChunk(ctx context.Context, f *file, idx uint64, off int, dst []byte, sequential bool) error {
 	for {
 		f.mu.Lock()
-		streaming := sequential && f.raNext > idx+1
+		// A file's last chunk read sequentially is streamed too: nothing
+		// after it will be read ahead.
+		streaming := sequential && (f.raNext > idx+1 || int64(idx+1)*e.chunkSize >= f.size)
 		if dc := f.dirty[idx]; dc != nil && len(f.inflight[idx]) == 0 && dc.covers(off, off+len(dst)) {
 			copy(dst, dc.buf[off:off+len(dst)])
 			f.mu.Unlock()
