@@ -20,7 +20,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -565,15 +564,6 @@ func (r *Registry) try(fn func(*Tx) error) error {
 		return err
 	}
 	err := txn.Commit()
-	// The commit handed its timestamp to Badger's watermark goroutine,
-	// which is now next to run on this P; the next transaction to begin
-	// (the kernel asks for the directory's attributes after every create)
-	// waits until it has run. Yield to it here: otherwise it runs once
-	// this goroutine blocks (the FUSE server's next read(2) on /dev/fuse
-	// holds the P until the runtime's monitor takes it back, 20 µs at
-	// best) or another thread is woken to steal it. Traced over an
-	// untar: GETATTR 70-76 -> 41-46 µs.
-	runtime.Gosched()
 	if !errors.Is(err, badger.ErrConflict) {
 		// A failed commit may still have written some of its entries.
 		r.views.committed()
