@@ -169,10 +169,7 @@ func (c *chunkCache) release(ent *cacheEntry, seq int) {
 				free = ent
 			case ent.elem != nil:
 			case ent.seq > 0 && ent.seq >= len(ent.data) && ent.mem < c.e.chunkSize:
-				if c.m[ent.key] == ent {
-					delete(c.m, ent.key)
-				}
-				ent.gone = true
+				c.removeLocked(ent) // not on the LRU list: leaves the free to us
 				free = ent
 			case ent.seq > 0 && ent.seq >= len(ent.data):
 				ent.elem = c.lru.PushBack(ent)
@@ -418,8 +415,6 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 	for _, s := range ch {
 		end = max(end, int(s.Off+s.Len))
 	}
-	// The common case: a chunk written in one go, whose part is the chunk.
-	single := len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0
 	// A chunk with little content (a small file) gets a buffer of its
 	// size, counted at its size: a chunk-sized one would let the cache hold
 	// only cap/chunk-size small files, and keep the heap at the memory
@@ -436,12 +431,7 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 		} else if !e.mem.TryAcquire(mem) {
 			return nil, 0, nil, errNoMemory
 		}
-		// A part read from the registry is already a copy of its own:
-		// it becomes the cache's buffer (below), saving an allocation
-		// and a copy of every small file read.
-		if !single || blobs[ch[0].Part] == nil {
-			buf = make([]byte, end)
-		}
+		buf = make([]byte, end)
 	case wait:
 		if buf, err = e.getBuf(ctx); err != nil {
 			return nil, 0, nil, err
@@ -451,8 +441,9 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			return nil, 0, nil, errNoMemory
 		}
 	}
-	if single {
-		// Read straight into the cache's buffer, if there is one.
+	if len(ch) == 1 && ch[0].PartOff == 0 && ch[0].Off == 0 {
+		// The common case (a chunk written in one go): the part is the
+		// chunk, read straight into the cache's buffer.
 		s, p := ch[0], parts[ch[0].Part]
 		data, err := e.loadPart(ctx, p, blobs[s.Part], buf)
 		if err == nil && int(s.Len) > len(data) {
@@ -465,16 +456,9 @@ func (e *Engine) loadChunkOnce(ctx context.Context, ino Ino, idx uint64, wait bo
 			}
 			return nil, 0, ch, e.partFailed(ctx, ino, idx, s, p, err)
 		}
-		switch {
-		case buf == nil && len(data) == int(s.Len) && cap(data) == len(data):
-			return data, mem, ch, nil
-		case buf == nil:
-			// Counted at its slice's size, so it must be no bigger.
-			buf = make([]byte, end)
-		case &data[0] == &buf[0]:
-			return buf[:s.Len], mem, ch, nil
+		if &data[0] != &buf[0] {
+			copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
 		}
-		copy(buf[:s.Len], data[:s.Len]) // compressed, or a backend that allocates
 		return buf[:s.Len], mem, ch, nil
 	}
 	buf = buf[:end]

@@ -71,19 +71,14 @@ func (s *snapshots) acquire() *snapshot {
 	gen := s.gen
 	s.mu.Unlock()
 	// Begin outside the lock: it waits for Badger's commit watermark.
+	// Another view may have installed one meanwhile, or a commit made
+	// this one stale: then it serves this view alone (see release).
 	n := &snapshot{txn: s.db.NewTransaction(false), gen: gen, refs: 1}
-	var drop *snapshot
 	s.mu.Lock()
-	if gen == s.gen && (s.cur == nil || s.cur.gen < gen) {
-		if c := s.cur; c != nil && c.refs == 0 {
-			drop = c
-		}
+	if gen == s.gen && s.cur == nil {
 		s.cur = n
 	}
 	s.mu.Unlock()
-	if drop != nil {
-		drop.txn.Discard()
-	}
 	return n
 }
 

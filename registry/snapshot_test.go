@@ -16,11 +16,7 @@ import (
 // a snapshot older than a commit that returned, or an inode remembered
 // from one, reads the previous value.
 func TestViewSeesEveryCommit(t *testing.T) {
-	r, err := Open(Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := newRegistry(t)
 	ctx := context.Background()
 	stop := make(chan struct{})
 	var readers, writers sync.WaitGroup
@@ -91,11 +87,7 @@ func TestViewSeesEveryCommit(t *testing.T) {
 // transaction holds back the oracle's cleanup and compaction), and that one
 // in use at the commit lives until its last view ends.
 func TestSnapshotLifetime(t *testing.T) {
-	r, err := Open(Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := newRegistry(t)
 	ctx := context.Background()
 	discarded := func(sn *snapshot) bool {
 		_, err := sn.txn.Get(inodeKey(RootIno))
@@ -149,11 +141,7 @@ func TestSnapshotLifetime(t *testing.T) {
 // is read from Badger once, and that a caller changing the copy it got
 // does not change what the next view reads.
 func TestSnapshotInodes(t *testing.T) {
-	r, err := Open(Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := newRegistry(t)
 	ctx := context.Background()
 	var first, second *Inode
 	view(t, r, func(tx *Tx) (err error) {
