@@ -179,6 +179,19 @@ func Open(opts Options) (*Registry, error) {
 // levelZeroTables is how many level-0 tables make Badger compact them.
 const levelZeroTables = 2
 
+// baseLevelSize is the size Badger lets its first level below level 0
+// reach before compacting it into the next; Badger's default is 10 MiB.
+// The registry holds small files' bytes, so it grows fast: the Go source
+// tree made 50 MB. At 10 MiB, untarring it left 20 MB above the last level,
+// and the next mount began by compacting that (and rewriting the last
+// level it overlaps: every level-0 table spans the whole key space, from
+// parts' bytes to inodes) while a cold tar of the tree read it. At 64 MiB
+// it stays in one level. Measured, interleaved: cold tar 4.70 -> 4.15 s
+// and 5.19 -> 4.07 s (four rounds each; loopback's 4.61 s), untar 9.90 ->
+// 9.44 s and 10.72 -> 10.00 s; with two copies of the tree (100 MB),
+// untar 21.8 -> 20.7 s with 2.3 s less daemon CPU, tar 8.8 -> 8.5 s.
+const baseLevelSize = 64 << 20
+
 // badgerOptions translates opts, sized by the memory budget (see
 // Options.MemoryBudget).
 func (opts Options) badgerOptions() (badger.Options, error) {
@@ -233,6 +246,7 @@ func (opts Options) badgerOptions() (badger.Options, error) {
 		// 6.52 s, medians of three and four interleaved rounds; the
 		// unmount took 0.43 s instead of 0.14).
 		WithCompactL0OnClose(true).
+		WithBaseLevelSize(baseLevelSize).
 		WithNumLevelZeroTables(levelZeroTables).
 		WithNumLevelZeroTablesStall(4).
 		WithNumCompactors(2).

@@ -574,3 +574,39 @@ func TestCloseCompactsLevelZero(t *testing.T) {
 		return nil
 	})
 }
+
+// TestReopenNeedsNoCompaction: a registry of some tens of MB, written as
+// a tree of small files is (each file's inode and bytes), is left by Close
+// with no level over its target, so the next mount does not begin by
+// compacting it under the reads it serves (see baseLevelSize).
+func TestReopenNeedsNoCompaction(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir, MemoryBudget: MinMemoryBudget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 4<<10) // 64 KiB: 40 MB in all
+	const files = 640
+	for i := range files {
+		update(t, r, func(tx *Tx) error {
+			if err := tx.PutInode(&Inode{Ino: Ino(100 + i), Mode: 0o100644, Nlink: 1, Size: uint64(len(blob))}); err != nil {
+				return err
+			}
+			return tx.PutBlob(fmt.Sprintf("blob-%06d", i), blob)
+		})
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(Options{Dir: dir, MemoryBudget: MinMemoryBudget, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, l := range r.db.Levels() {
+		if l.Score > 1 {
+			t.Errorf("level %d: %d tables, %d bytes, target %d: over its target after reopening",
+				l.Level, l.NumTables, l.Size, l.TargetSize)
+		}
+	}
+}
