@@ -239,7 +239,18 @@ func (s *system) unmount(ctx context.Context, cfg config) error {
 			}
 		}
 	case loopback, gocryptfs:
-		// Both unmount themselves on SIGTERM.
+		// Both unmount themselves on SIGTERM, but give up when the mount
+		// is busy for a moment (the kernel still releasing a workload's
+		// files): gocryptfs then exited leaving its mount behind, twice
+		// just after fio, and sat out the rest of the run. So unmount
+		// first, retrying while busy; a daemon whose mount went away
+		// exits by itself, and SIGTERM only makes sure.
+		if uerr := unmountBusy(ctx, s.mnt); uerr == nil {
+			select {
+			case <-s.exited:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		_ = s.daemon.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-s.exited:
@@ -289,6 +300,22 @@ func waitGone(ctx context.Context, pid int) error {
 		}
 	}
 	return nil
+}
+
+// unmountBusy unmounts mnt, retrying for up to 10 s while it is busy.
+func unmountBusy(ctx context.Context, mnt string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := syscall.Unmount(mnt, 0)
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // forceUnmount is the fallback after a failure: a lazy unmount detaches the
