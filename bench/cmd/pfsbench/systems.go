@@ -239,10 +239,9 @@ func (s *system) unmount(ctx context.Context, cfg config) error {
 			}
 		}
 	case loopback, gocryptfs:
-		// Both unmount themselves on SIGTERM, but give up when the mount
-		// is busy for a moment (the kernel still releasing a workload's
-		// files): gocryptfs then exited leaving its mount behind, twice
-		// just after fio, and sat out the rest of the run. So unmount
+		// Both unmount themselves on SIGTERM, but try once: twice, just
+		// after fio, gocryptfs exited leaving its mount behind (probably
+		// busy for a moment) and sat out the rest of the run. So unmount
 		// first, retrying while busy; a daemon whose mount went away
 		// exits by itself, and SIGTERM only makes sure.
 		if uerr := unmountBusy(ctx, s.mnt); uerr == nil {
