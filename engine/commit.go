@@ -687,7 +687,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 			}
 			boundary++
 		}
-		g, m, err := deleteChunks(tx, ino, boundary, chunkBatch)
+		g, m, err := deleteChunks(tx, ino, boundary)
 		garbage, more = append(garbage, g...), m
 		return err
 	})
@@ -698,7 +698,7 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 	for more {
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			var err error
-			garbage, more, err = deleteChunks(tx, ino, boundary, chunkBatch)
+			garbage, more, err = deleteChunks(tx, ino, boundary)
 			return err
 		})
 		if err != nil {
@@ -709,10 +709,11 @@ func (e *Engine) truncateStored(ctx context.Context, ino Ino, size uint64, ctime
 	return nil
 }
 
-// deleteChunks deletes up to limit chunk maps of ino from index from on,
-// unreferencing their parts. more says whether chunks remain.
-func deleteChunks(tx *registry.Tx, ino Ino, from uint64, limit int) (garbage []*registry.Part, more bool, err error) {
-	idxs, dropped, more, err := chunksOf(tx, ino, from, limit)
+// deleteChunks deletes a batch of ino's chunk maps from index from on (see
+// chunkBatch), unreferencing their parts, and returns the parts to delete;
+// more says whether chunks remain.
+func deleteChunks(tx *registry.Tx, ino Ino, from uint64) (garbage []*registry.Part, more bool, err error) {
+	idxs, dropped, more, err := chunksOf(tx, ino, from, chunkBatch)
 	if err != nil {
 		return nil, false, err
 	}
@@ -721,13 +722,18 @@ func deleteChunks(tx *registry.Tx, ino Ino, from uint64, limit int) (garbage []*
 }
 
 // chunksOf returns the indexes of up to limit chunk maps of ino from index
-// from on, and their slices; more says whether chunks remain.
+// from on, and their slices, stopping before the maps whose deletion
+// would take the transaction past batchWrites (but returning one map at
+// least); more says whether chunks remain.
 func chunksOf(tx *registry.Tx, ino Ino, from uint64, limit int) (idxs []uint64, slices []registry.Slice, more bool, err error) {
+	writes := 0
 	err = tx.Chunks(ino, from, func(idx uint64, ch registry.Chunk) error {
-		if len(idxs) == limit {
+		w := chunkWrites(ch)
+		if len(idxs) == limit || (len(idxs) > 0 && writes+w > batchWrites) {
 			more = true
 			return registry.ErrStop
 		}
+		writes += w
 		idxs = append(idxs, idx)
 		slices = append(slices, ch...)
 		return nil
@@ -758,7 +764,7 @@ func (e *Engine) purge(ctx context.Context, ino Ino) error {
 		more := false
 		err := e.reg.Update(ctx, func(tx *registry.Tx) error {
 			var err error
-			garbage, more, err = deleteChunks(tx, ino, 0, chunkBatch)
+			garbage, more, err = deleteChunks(tx, ino, 0)
 			if err != nil || more {
 				return err
 			}
@@ -835,7 +841,19 @@ func (e *Engine) collect(ctx context.Context) error {
 	return nil
 }
 
-// chunkBatch bounds the chunk maps one transaction deletes: each can touch
-// up to maxSlices+1 part records, and Badger refuses transactions of more
-// than about 3 200 writes with the registry's smallest memory budget.
-const chunkBatch = 40
+// chunkBatch bounds the chunk maps one transaction deletes, and
+// batchWrites the writes that takes: Badger refuses a transaction of more
+// than about 3 200 writes with the smallest memory budget the engine gives
+// the registry (8 MiB: a memtable of 2 MiB, 15 % of it, 96 bytes a write). Deleting a chunk map writes the map
+// and up to two keys a slice (a small part's record and bytes, or an
+// object part's record and garbage index key; see chunkWrites), so 40 maps
+// of 65 slices took 5 200 and failed (TestUnlinkManySlicedChunks). The
+// rest of the budget is for the transaction's other writes: a truncate
+// also cuts one chunk.
+const (
+	chunkBatch  = 40
+	batchWrites = 2800
+)
+
+// chunkWrites is at most what deleting chunk map ch writes.
+func chunkWrites(ch registry.Chunk) int { return 1 + 2*len(ch) }

@@ -404,6 +404,61 @@ func TestUnlinkClosedFiles(t *testing.T) {
 	}
 }
 
+// TestUnlinkManySlicedChunks deletes a file whose chunks each hold
+// maxSlices small parts, more chunks than one purge transaction takes, with
+// the registry's smallest memory budget: each batch of chunkBatch chunk
+// maps, with all their parts and bytes, has to fit in one Badger
+// transaction (ErrTooBig otherwise).
+func TestUnlinkManySlicedChunks(t *testing.T) {
+	ctx := context.Background()
+	e := openTest(t, t.TempDir(), 2*testChunk) // the registry gets its minimum
+	h := createFile(t, e, "db")
+	const chunks = chunkBatch + 2
+	step := testChunk / maxSlices
+	for c := range chunks {
+		for i := range maxSlices {
+			off := int64(c*testChunk + i*step)
+			if _, err := h.WriteAt(ctx, []byte(fmt.Sprintf("page %d.%d", c, i)), off); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitCompactions(e)
+	slices := 0
+	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		return tx.Chunks(h.Ino(), 0, func(_ uint64, ch registry.Chunk) error {
+			slices += len(ch)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if slices != chunks*maxSlices {
+		t.Fatalf("%d slices in %d chunks, want %d each", slices, chunks, maxSlices)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Unlink(ctx, RootIno, "db"); err != nil {
+		t.Fatal(err)
+	}
+	parts := 0
+	if err := e.reg.View(ctx, func(tx *registry.Tx) error {
+		return tx.Parts(func(*registry.Part) error { parts++; return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 0 {
+		t.Errorf("%d part records left after the unlink", parts)
+	}
+	if rep, err := e.Fsck(ctx, FsckOptions{}); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("fsck after the unlink: %+v %v", rep, err)
+	}
+}
+
 func TestNamespace(t *testing.T) {
 	ctx := context.Background()
 	e := openTest(t, t.TempDir(), 8*testChunk)

@@ -361,7 +361,8 @@ func (e *Engine) remove(ctx context.Context, parent Ino, name string, dir bool) 
 }
 
 // removeChunks bounds the chunk maps an unlink deletes in its own
-// transaction (see chunkBatch); a bigger file is purged after it.
+// transaction (see chunkBatch; batchWrites bounds it too); a bigger file
+// is purged after it.
 const removeChunks = 8
 
 // Rename moves parent/name to newParent/newName in one transaction,
