@@ -844,12 +844,13 @@ func (e *Engine) collect(ctx context.Context) error {
 // chunkBatch bounds the chunk maps one transaction deletes, and
 // batchWrites the writes that takes: Badger refuses a transaction of more
 // than about 3 200 writes with the smallest memory budget the engine gives
-// the registry (8 MiB: a memtable of 2 MiB, 15 % of it, 96 bytes a write). Deleting a chunk map writes the map
-// and up to two keys a slice (a small part's record and bytes, or an
-// object part's record and garbage index key; see chunkWrites), so 40 maps
-// of 65 slices took 5 200 and failed (TestUnlinkManySlicedChunks). The
-// rest of the budget is for the transaction's other writes: a truncate
-// also cuts one chunk.
+// the registry (8 MiB: a memtable of 2 MiB, 15 % of it, 96 bytes a
+// write). Deleting a chunk map writes the map and up to two keys a slice
+// (a small part's record and bytes, or an object part's record and
+// garbage index key; see chunkWrites), so 40 maps of 65 slices took 5 200
+// and failed (TestUnlinkManySlicedChunks). The rest of the budget is for
+// the transaction's other writes: a truncate also cuts one chunk (up to
+// 2×maxSlices+1 more), an unlink or purge deletes the inode.
 const (
 	chunkBatch  = 40
 	batchWrites = 2800
