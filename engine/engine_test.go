@@ -414,17 +414,9 @@ func TestUnlinkManySlicedChunks(t *testing.T) {
 	e := openTest(t, t.TempDir(), 2*testChunk) // the registry gets its minimum
 	h := createFile(t, e, "db")
 	const chunks = chunkBatch + 2
-	step := testChunk / maxSlices
+	model := make([]byte, chunks*testChunk)
 	for c := range chunks {
-		for i := range maxSlices {
-			off := int64(c*testChunk + i*step)
-			if _, err := h.WriteAt(ctx, []byte(fmt.Sprintf("page %d.%d", c, i)), off); err != nil {
-				t.Fatal(err)
-			}
-			if err := h.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writePages(t, h, model, c*testChunk, testChunk/maxSlices)
 	}
 	waitCompactions(e)
 	slices := 0
@@ -1024,9 +1016,9 @@ func compactionFile(t *testing.T) (*Engine, *Handle, []byte) {
 	return e, h, model
 }
 
-// writePages writes and flushes maxSlices small pages into chunk 0 of h,
-// from first on every step bytes, as a database commits: each adds a
-// slice, and the last takes the chunk past maxSlices. model follows.
+// writePages writes and flushes maxSlices small pages into h, from first
+// on every step bytes, as a database commits: each adds a slice, so a
+// chunk that had one before is taken past maxSlices. model follows.
 func writePages(t *testing.T, h *Handle, model []byte, first, step int) {
 	t.Helper()
 	ctx := context.Background()
