@@ -268,9 +268,10 @@ func (e *Engine) newBuf() []byte {
 // writes or by a read took one per page (a random 4 KiB write into a new
 // buffer cost four times a write into a mapped one), where one
 // MADV_POPULATE_WRITE maps 4 MiB of memory the heap had before in under a
-// millisecond. It does not make pages the process never had cheap: those
-// cost ~10 µs each to map and ~8 µs more at their first touch (measured),
-// which is why chunk buffers are reused rather than allocated. Kernels
+// millisecond. It does not make pages the process never had cheap: in
+// 4 KiB pages those cost ~10 µs each to map and ~8 µs more at their first
+// touch (measured), which is why chunk buffers are reused rather than
+// allocated, and marked for huge pages before they are mapped. Kernels
 // before 5.14 refuse it, and the pages then fault in as before.
 func populate(b []byte) {
 	_ = unix.Madvise(b, unix.MADV_POPULATE_WRITE)
