@@ -14,17 +14,14 @@
 package hugepages
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"runtime/metrics"
-	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,50 +115,20 @@ func covered(marked []span, s span) bool {
 
 type span struct{ start, end uintptr }
 
-// mapping is one line of /proc/PID/maps.
-type mapping struct {
-	span
-	perms string // e.g. "rw-p"
-	anon  bool   // no file behind it: inode 0, and no path or an [anon:NAME]
-}
-
-func readMaps() ([]mapping, error) {
-	f, err := os.Open("/proc/self/maps")
+func readMaps() ([]*procfs.ProcMap, error) {
+	self, err := procfs.Self()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var maps []mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if m, err := parseMapsLine(sc.Bytes()); err == nil {
-			maps = append(maps, m)
-		}
-	}
-	return maps, sc.Err()
+	return self.ProcMaps()
 }
 
-var errMapsLine = errors.New("not a maps line")
-
-// parseMapsLine parses "START-END PERMS OFFSET DEV INODE [PATH]".
-func parseMapsLine(line []byte) (mapping, error) {
-	f := bytes.Fields(line)
-	if len(f) < 5 {
-		return mapping{}, errMapsLine
-	}
-	lo, hi, ok := bytes.Cut(f[0], []byte("-"))
-	if !ok {
-		return mapping{}, errMapsLine
-	}
-	start, err1 := strconv.ParseUint(string(lo), 16, 64)
-	end, err2 := strconv.ParseUint(string(hi), 16, 64)
-	if err1 != nil || err2 != nil || start >= end || uint64(uintptr(end)) != end {
-		return mapping{}, errMapsLine
-	}
-	m := mapping{span: span{uintptr(start), uintptr(end)}, perms: string(f[1])}
-	path := bytes.Join(f[5:], []byte(" "))
-	m.anon = string(f[4]) == "0" && (len(path) == 0 || bytes.HasPrefix(path, []byte("[anon:")))
-	return m, nil
+// isHeap reports whether m may be part of the Go heap: private, anonymous
+// (no file, no path or an [anon:NAME] one) and read-write.
+func isHeap(m *procfs.ProcMap) bool {
+	p := m.Perms
+	return p != nil && p.Read && p.Write && !p.Execute && p.Private && m.Inode == 0 &&
+		(m.Pathname == "" || strings.HasPrefix(m.Pathname, "[anon:"))
 }
 
 // heapSpans returns the run of adjacent private anonymous read-write
@@ -170,11 +137,10 @@ func parseMapsLine(line []byte) (mapping, error) {
 // is reserved, with no access). Thread stacks and the runtime's other
 // mappings lie elsewhere, each with a guard or a gap around it; those are
 // left alone, as a stack marked would take a huge page for a few KiB.
-func heapSpans(maps []mapping, addr uintptr) []span {
-	heap := func(m mapping) bool { return m.anon && m.perms == "rw-p" }
+func heapSpans(maps []*procfs.ProcMap, addr uintptr) []span {
 	at := -1
 	for i, m := range maps {
-		if heap(m) && m.start <= addr && addr < m.end {
+		if isHeap(m) && m.StartAddr <= addr && addr < m.EndAddr {
 			at = i
 			break
 		}
@@ -183,15 +149,15 @@ func heapSpans(maps []mapping, addr uintptr) []span {
 		return nil
 	}
 	lo, hi := at, at
-	for lo > 0 && heap(maps[lo-1]) && maps[lo-1].end == maps[lo].start {
+	for lo > 0 && isHeap(maps[lo-1]) && maps[lo-1].EndAddr == maps[lo].StartAddr {
 		lo--
 	}
-	for hi+1 < len(maps) && heap(maps[hi+1]) && maps[hi].end == maps[hi+1].start {
+	for hi+1 < len(maps) && isHeap(maps[hi+1]) && maps[hi].EndAddr == maps[hi+1].StartAddr {
 		hi++
 	}
 	var spans []span
 	for _, m := range maps[lo : hi+1] {
-		spans = append(spans, m.span)
+		spans = append(spans, span{m.StartAddr, m.EndAddr})
 	}
 	return spans
 }

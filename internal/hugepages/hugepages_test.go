@@ -2,13 +2,14 @@ package hugepages
 
 import (
 	"bufio"
-	"bytes"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"unsafe"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,13 +32,14 @@ func vmFlags(t *testing.T, addr uintptr) []string {
 	in := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := sc.Bytes()
-		if m, err := parseMapsLine(line); err == nil {
-			in = m.start <= addr && addr < m.end
+		line := sc.Text()
+		var lo, hi uintptr
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
+			in = lo <= addr && addr < hi
 			continue
 		}
-		if in && bytes.HasPrefix(line, []byte("VmFlags:")) {
-			return strings.Fields(string(line[len("VmFlags:"):]))
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && in {
+			return strings.Fields(flags)
 		}
 	}
 	t.Fatalf("no mapping holds %#x", addr)
@@ -109,62 +111,25 @@ func TestSweepMarksHeap(t *testing.T) {
 	}
 }
 
-func TestParseMapsLine(t *testing.T) {
-	for _, tc := range []struct {
-		line        string
-		start, end  uintptr
-		perms       string
-		anon, valid bool
-	}{
-		{"1e8d47000000-1e8d47400000 rw-p 00000000 00:00 0 ", 0x1e8d47000000, 0x1e8d47400000, "rw-p", true, true},
-		{"c000000000-c004000000 rw-p 00000000 00:00 0                          [anon: Go: heap]", 0xc000000000, 0xc004000000, "rw-p", true, true},
-		{"7f86f5e00000-7f86f8600000 rw-p 00000000 00:00 0", 0x7f86f5e00000, 0x7f86f8600000, "rw-p", true, true},
-		{"01663000-036ae000 rw-p 00000000 00:00 0                          [heap]", 0x1663000, 0x36ae000, "rw-p", false, true},
-		{"7ffd5a1b4000-7ffd5a1d5000 rw-p 00000000 00:00 0                          [stack]", 0x7ffd5a1b4000, 0x7ffd5a1d5000, "rw-p", false, true},
-		{"00400000-01663000 r-xp 00000000 fd:01 1835049                    /var/tmp/w3/pfs base", 0x400000, 0x1663000, "r-xp", false, true},
-		{"7f873d2db000-7f873d2dd000 rw-s 00000000 00:01 1234 /memfd:x (deleted)", 0x7f873d2db000, 0x7f873d2dd000, "rw-s", false, true},
-		{"", 0, 0, "", false, false},
-		{"zz-10 rw-p 0 0 0", 0, 0, "", false, false},
-		{"20-10 rw-p 0 0 0", 0, 0, "", false, false},
-		{"10 rw-p 0 0 0", 0, 0, "", false, false},
-		{"10-20 rw-p 0 0", 0, 0, "", false, false},
-	} {
-		m, err := parseMapsLine([]byte(tc.line))
-		if (err == nil) != tc.valid {
-			t.Errorf("%q: err %v, want valid=%v", tc.line, err, tc.valid)
-			continue
-		}
-		if !tc.valid {
-			continue
-		}
-		if m.start != tc.start || m.end != tc.end || m.perms != tc.perms || m.anon != tc.anon {
-			t.Errorf("%q: got %#x-%#x %s anon=%v, want %#x-%#x %s anon=%v", tc.line, m.start, m.end, m.perms, m.anon, tc.start, tc.end, tc.perms, tc.anon)
-		}
-	}
-}
-
 // TestHeapSpans: the run of adjacent anonymous read-write mappings that
 // holds the address, and nothing past a gap, a reservation or a file.
 func TestHeapSpans(t *testing.T) {
-	var maps []mapping
-	for _, line := range []string{
-		"00400000-01663000 r-xp 00000000 fd:01 1 /bin/pfs",
-		"01663000-036ae000 rw-p 00000000 00:00 0",            // bss: a gap before the heap
-		"1e8d46000000-1e8d47000000 ---p 00000000 00:00 0",    // reserved
-		"1e8d47000000-1e8d47400000 rw-p 00000000 00:00 0",    // heap
-		"1e8d47400000-1e8d49000000 rw-p 00000000 00:00 0",    // heap, marked apart
-		"1e8d49000000-1e8d4c000000 rw-p 00000000 00:00 0",    // heap
-		"1e8d4c000000-1e8d50000000 ---p 00000000 00:00 0",    // reserved
-		"1e8d50000000-1e8d50400000 rw-p 00000000 00:00 0",    // beyond the reservation
-		"7f86d07fe000-7f86d07ff000 ---p 00000000 00:00 0",    // guard page
-		"7f86d07ff000-7f86d0fff000 rw-p 00000000 00:00 0",    // thread stack
-		"7f86d0fff000-7f86d1000000 rw-p 00000000 fd:01 2 /x", // a file
-	} {
-		m, err := parseMapsLine([]byte(line))
-		if err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		maps = append(maps, m)
+	rw := &procfs.ProcMapPermissions{Read: true, Write: true, Private: true}
+	none := &procfs.ProcMapPermissions{Private: true}
+	rx := &procfs.ProcMapPermissions{Read: true, Execute: true, Private: true}
+	maps := []*procfs.ProcMap{
+		{StartAddr: 0x400000, EndAddr: 0x1663000, Perms: rx, Inode: 1, Pathname: "/bin/pfs"},
+		{StartAddr: 0x1663000, EndAddr: 0x36ae000, Perms: rw},             // bss: a gap before the heap
+		{StartAddr: 0x1e8d46000000, EndAddr: 0x1e8d47000000, Perms: none}, // reserved
+		{StartAddr: 0x1e8d47000000, EndAddr: 0x1e8d47400000, Perms: rw},   // heap
+		{StartAddr: 0x1e8d47400000, EndAddr: 0x1e8d49000000, Perms: rw},   // heap, marked apart
+		{StartAddr: 0x1e8d49000000, EndAddr: 0x1e8d4c000000, Perms: rw, Pathname: "[anon: Go: heap]"},
+		{StartAddr: 0x1e8d4c000000, EndAddr: 0x1e8d50000000, Perms: none},                         // reserved
+		{StartAddr: 0x1e8d50000000, EndAddr: 0x1e8d50400000, Perms: rw},                           // beyond the reservation
+		{StartAddr: 0x7f86d07fe000, EndAddr: 0x7f86d07ff000, Perms: none},                         // guard page
+		{StartAddr: 0x7f86d07ff000, EndAddr: 0x7f86d0fff000, Perms: rw},                           // thread stack
+		{StartAddr: 0x7f86d0fff000, EndAddr: 0x7f86d1000000, Perms: rw, Inode: 2, Pathname: "/x"}, // a file
+		{StartAddr: 0x7f86d1000000, EndAddr: 0x7f86d1400000, Perms: rw, Pathname: "[stack]"},
 	}
 	got := heapSpans(maps, 0x1e8d47400000+123)
 	want := []span{{0x1e8d47000000, 0x1e8d47400000}, {0x1e8d47400000, 0x1e8d49000000}, {0x1e8d49000000, 0x1e8d4c000000}}
@@ -185,25 +150,7 @@ func TestHeapSpans(t *testing.T) {
 	if got := heapSpans(maps, 0x500000); got != nil {
 		t.Fatalf("an address in the text: got %x", got)
 	}
-}
-
-// FuzzParseMapsLine: any line parses or is refused, without a panic, and
-// what parses is a non-empty range.
-func FuzzParseMapsLine(f *testing.F) {
-	f.Add("1e8d47000000-1e8d47400000 rw-p 00000000 00:00 0 ")
-	f.Add("c000000000-c004000000 rw-p 00000000 00:00 0 [anon: Go: heap]")
-	f.Add("00400000-01663000 r-xp 00000000 fd:01 1835049 /bin/pfs")
-	f.Add("ffffffffffffffff-0 rw-p 0 0 0")
-	f.Fuzz(func(t *testing.T, line string) {
-		m, err := parseMapsLine([]byte(line))
-		if err != nil {
-			return
-		}
-		if m.start >= m.end {
-			t.Fatalf("%q: empty range %#x-%#x", line, m.start, m.end)
-		}
-		if f := strings.Fields(line); m.anon && f[4] != "0" {
-			t.Fatalf("%q: anonymous with inode %s", line, f[4])
-		}
-	})
+	if got := heapSpans(maps, 0x7f86d1000000); got != nil {
+		t.Fatalf("an address in the main stack: got %x", got)
+	}
 }
