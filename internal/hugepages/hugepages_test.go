@@ -103,8 +103,8 @@ func TestSweepMarksHeap(t *testing.T) {
 	if flags := vmFlags(t, addr); !hasFlag(flags, "hg") {
 		t.Fatalf("heap mapping not marked: VmFlags %v", flags)
 	}
-	// The thread stack of a C thread, or any mapping outside the heap's
-	// run, is left alone: the test binary's own text is one.
+	// A mapping outside the heap's run, the test binary's own text, is
+	// left alone.
 	text := reflect.ValueOf(hasFlag).Pointer()
 	if covered(marked, span{text, text + 1}) {
 		t.Fatal("the binary's text was swept as heap")
