@@ -25,8 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Size is the huge page size of x86-64 and arm64 with 4 KiB pages.
-const Size = 2 << 20
+// hugeSize is the huge page size of x86-64 and arm64 with 4 KiB pages.
+const hugeSize = 2 << 20
 
 // Advise marks the 2 MiB-aligned range around b MADV_HUGEPAGE, so that the
 // pages of b not yet touched come as huge pages. The range may reach into
@@ -41,8 +41,8 @@ func Advise(b []byte) error {
 }
 
 func advise(s span) error {
-	lo := s.start &^ (Size - 1)
-	hi := (s.end + Size - 1) &^ (Size - 1)
+	lo := s.start &^ (hugeSize - 1)
+	hi := (s.end + hugeSize - 1) &^ (hugeSize - 1)
 	// The kernel takes an address, not a Go pointer: nothing here is
 	// dereferenced, and the memory stays the caller's.
 	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_HUGEPAGE); errno != 0 {
@@ -84,7 +84,7 @@ func Watch(ctx context.Context) {
 		case <-t.C:
 		}
 		metrics.Read(sample)
-		if total := sample[0].Value.Uint64(); total >= minHeap && total >= last+Size {
+		if total := sample[0].Value.Uint64(); total >= minHeap && total >= last+hugeSize {
 			last = total
 			marked = sweep(marked, uintptr(unsafe.Pointer(unsafe.SliceData(anchor))))
 			wait = fast

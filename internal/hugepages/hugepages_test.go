@@ -66,7 +66,7 @@ func TestAdviseMarksMapping(t *testing.T) {
 	t.Cleanup(func() { _ = unix.Munmap(mem) })
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
 	// A buffer that starts 2 MiB-aligned inside the mapping, 4 MiB long.
-	off := int((base+Size-1)&^(Size-1) - base)
+	off := int((base+hugeSize-1)&^(hugeSize-1) - base)
 	buf := mem[off : off+4<<20]
 	err = Advise(buf)
 	if !thpAvailable() {
